@@ -1,0 +1,96 @@
+"""Database URLs and engines: SQLite (WAL) by default, PostgreSQL (psycopg 3) by URL.
+
+Users write plain URLs (``sqlite:///path``, ``postgresql://user:pw@host/db``); this module
+picks the async driver, applies SQLite's pragmas, and masks passwords in every message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from kswarm.errors import ConfigError
+
+__all__ = ["async_url", "create_engine_for", "default_url", "mask", "sync_url"]
+
+
+def default_url() -> str:
+    """``KSWARM_DATABASE_URL``, else an SQLite file under ``KSWARM_HOME``."""
+    url = os.environ.get("KSWARM_DATABASE_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("KSWARM_HOME") or Path.home() / ".kswarm")
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'ledger.db'}"
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"KSWARM_DATABASE_URL: not a database URL: {url!r}") from e
+
+
+def mask(url: str) -> str:
+    """The URL with its password hidden, safe for logs and error messages."""
+    try:
+        return _parse(url).render_as_string(hide_password=True)
+    except ConfigError:
+        return "<invalid URL>"
+
+
+def is_sqlite(url: str) -> bool:
+    return _parse(url).get_backend_name() == "sqlite"
+
+
+def async_url(url: str) -> URL:
+    u = _parse(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        return u.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return u.set(drivername="postgresql+psycopg")
+    raise ConfigError(
+        f"KSWARM_DATABASE_URL: unsupported database {backend!r} in {mask(url)}; "
+        "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+    )
+
+
+def sync_url(url: str) -> URL:
+    """URL for synchronous tools (Alembic): sqlite or psycopg 3."""
+    u = async_url(url)
+    return u.set(drivername="sqlite" if u.get_backend_name() == "sqlite" else "postgresql+psycopg")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_engine_for(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    u = async_url(url)
+    if u.get_backend_name() == "sqlite":
+        db = u.database or ""
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(u, pool_size=pool_size, max_overflow=0)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        u,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )

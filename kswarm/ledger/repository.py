@@ -1,0 +1,466 @@
+"""The ledger's API: what workflows, the CLI, the operator and the dashboard read and write.
+
+Every write is idempotent (keys and ``ON CONFLICT DO NOTHING``), so a retried activity can
+repeat it safely. Tool calls are exactly-once through :meth:`Ledger.begin_tool_call` and
+:meth:`Ledger.finish_tool_call`; model-call attempts are written behind, off the critical path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from kswarm.errors import LedgerUnavailable
+from kswarm.ledger import engines, models
+from kswarm.ledger.records import (
+    AgentRecord,
+    JobCounters,
+    ModelCallRecord,
+    StageRecord,
+    ToolCallBegin,
+    ToolCallKey,
+)
+from kswarm.ledger.writing import GroupCommitter
+
+__all__ = ["Ledger", "utcnow"]
+
+TERMINAL_TOOL_STATUSES = ("succeeded", "failed", "refused")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """Async access to the ledger database. Open with :meth:`connect`; one per process."""
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        self.url = url
+        self.masked_url = engines.mask(url)
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._writer = GroupCommitter(engine, self.masked_url)
+
+    @classmethod
+    async def connect(cls, url: str | None = None, *, migrate: bool = False) -> Ledger:
+        """Open the ledger at ``url`` (default: :func:`engines.default_url`).
+
+        ``migrate`` upgrades the schema to the newest revision first. Raises
+        :class:`LedgerUnavailable`, naming the URL without its password, when the database
+        cannot be reached.
+        """
+        url = url or engines.default_url()
+        if migrate:
+            from kswarm.ledger import migrating
+
+            migrating.upgrade(url)
+        engine = engines.create_engine_for(url)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OperationalError, DBAPIError, OSError) as e:
+            await engine.dispose()
+            orig = getattr(e, "orig", None) or e
+            raise LedgerUnavailable(engines.mask(url), str(orig).strip().splitlines()[0]) from e
+        return cls(url, engine)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self.engine.dispose()
+
+    async def flush(self) -> None:
+        """Wait until every write-behind record is committed."""
+        await self._writer.flush()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _insert(self, table: Any) -> Any:
+        mod = postgresql if self.dialect == "postgresql" else sqlite
+        return mod.insert(table)
+
+    async def _read(self, stmt: Any) -> Sequence[Any]:
+        try:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(stmt)).all()
+        except (OperationalError, OSError) as e:
+            raise LedgerUnavailable(self.masked_url, str(e).splitlines()[0]) from e
+
+    # ------------------------------------------------------------------ jobs
+
+    async def upsert_job(
+        self, *, uid: str, namespace: str, name: str, mode: str, spec: dict[str, Any]
+    ) -> bool:
+        """Record a job as Running; True when it is new. A second call changes nothing."""
+        now = utcnow()
+        stmt = (
+            self._insert(models.Job)
+            .values(
+                uid=uid,
+                namespace=namespace,
+                name=name,
+                mode=mode,
+                spec=spec,
+                phase="Running",
+                created_at=now,
+                started_at=now,
+                tool_calls_reserved=0,
+                tokens_input=0,
+                tokens_output=0,
+            )
+            .on_conflict_do_nothing(index_elements=["uid"])
+        )
+
+        async def op(conn: AsyncConnection) -> bool:
+            return bool((await conn.execute(stmt)).rowcount)
+
+        return await self._writer.submit(op)
+
+    async def finish_job(self, uid: str, **fields: Any) -> None:
+        """Write a job's outcome: ``phase``, ``reason``, ``result``, counters, ``report``."""
+        fields.setdefault("finished_at", utcnow())
+        stmt = update(models.Job).where(models.Job.uid == uid).values(**fields)
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def add_tokens(self, uid: str, input_tokens: int, output_tokens: int) -> int:
+        """Add a model call's tokens to the job's budget; return the job's total so far."""
+        stmt = (
+            update(models.Job)
+            .where(models.Job.uid == uid)
+            .values(
+                tokens_input=models.Job.tokens_input + input_tokens,
+                tokens_output=models.Job.tokens_output + output_tokens,
+            )
+            .returning(models.Job.tokens_input + models.Job.tokens_output)
+        )
+
+        async def op(conn: AsyncConnection) -> int:
+            row = (await conn.execute(stmt)).first()
+            return int(row[0]) if row else 0
+
+        return await self._writer.submit(op)
+
+    async def get_job(self, uid: str) -> models.Job | None:
+        rows = await self._read(select(models.Job).where(models.Job.uid == uid))
+        return rows[0][0] if rows else None
+
+    async def find_job(self, ref: str) -> models.Job | None:
+        """A job by uid, by name, or by ``namespace/name``; the newest when names repeat."""
+        job = await self.get_job(ref)
+        if job is not None:
+            return job
+        q = select(models.Job).order_by(models.Job.created_at.desc()).limit(1)
+        if "/" in ref:
+            ns, name = ref.split("/", 1)
+            q = q.where(models.Job.namespace == ns, models.Job.name == name)
+        else:
+            q = q.where(models.Job.name == ref)
+        rows = await self._read(q)
+        return rows[0][0] if rows else None
+
+    async def list_jobs(
+        self, *, namespace: str | None = None, phase: str | None = None, limit: int = 200
+    ) -> list[models.Job]:
+        q = select(models.Job).order_by(models.Job.created_at.desc()).limit(limit)
+        if namespace:
+            q = q.where(models.Job.namespace == namespace)
+        if phase:
+            q = q.where(models.Job.phase == phase)
+        return [r[0] for r in await self._read(q)]
+
+    # ------------------------------------------------------------------ agents and stages
+
+    async def upsert_agents(self, agents: Sequence[AgentRecord]) -> None:
+        if not agents:
+            return
+        now = utcnow()
+        rows = [dict(dataclasses.asdict(a), started_at=now, steps=0) for a in agents]
+        stmt = self._insert(models.Agent).values(rows).on_conflict_do_nothing(index_elements=["id"])
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def update_agent(self, agent_id: str, **fields: Any) -> None:
+        stmt = update(models.Agent).where(models.Agent.id == agent_id).values(**fields)
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def get_agent(self, agent_id: str) -> models.Agent | None:
+        rows = await self._read(select(models.Agent).where(models.Agent.id == agent_id))
+        return rows[0][0] if rows else None
+
+    async def list_agents(self, job_uid: str) -> list[models.Agent]:
+        q = select(models.Agent).where(models.Agent.job_uid == job_uid).order_by(models.Agent.id)
+        return [r[0] for r in await self._read(q)]
+
+    async def record_stage(self, job_uid: str, stage: StageRecord) -> None:
+        now = utcnow()
+        stmt = (
+            self._insert(models.Stage)
+            .values(job_uid=job_uid, finished_at=now, **dataclasses.asdict(stage))
+            .on_conflict_do_nothing(index_elements=["job_uid", "index"])
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def list_stages(self, job_uid: str) -> list[models.Stage]:
+        q = select(models.Stage).where(models.Stage.job_uid == job_uid).order_by(models.Stage.index)
+        return [r[0] for r in await self._read(q)]
+
+    # ------------------------------------------------------------------ messages
+
+    async def append_messages(
+        self, job_uid: str, agent_id: str, start_seq: int, messages: Sequence[dict[str, Any]]
+    ) -> None:
+        """Store messages at ``start_seq``, ``start_seq + 1``, ...; repeats are ignored."""
+        if not messages:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "job_uid": job_uid,
+                "agent_id": agent_id,
+                "seq": start_seq + i,
+                "role": str(m.get("role", "")),
+                "content": m,
+                "created_at": now,
+            }
+            for i, m in enumerate(messages)
+        ]
+        stmt = (
+            self._insert(models.Message)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["agent_id", "seq"])
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def get_messages(self, agent_id: str) -> list[dict[str, Any]]:
+        q = (
+            select(models.Message.content)
+            .where(models.Message.agent_id == agent_id)
+            .order_by(models.Message.seq)
+        )
+        return [dict(r[0]) for r in await self._read(q)]
+
+    # ------------------------------------------------------------------ model calls
+
+    def record_model_call(self, rec: ModelCallRecord) -> None:
+        """Write one model-call attempt behind the caller's back (not on the critical path)."""
+        values = dataclasses.asdict(rec)
+        values["started_at"] = datetime.fromtimestamp(rec.started_at or 0, UTC)
+        stmt = (
+            self._insert(models.ModelCall)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["agent_id", "step", "attempt"])
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        self._writer.submit_nowait(op)
+
+    async def list_model_calls(self, job_uid: str) -> list[models.ModelCall]:
+        q = (
+            select(models.ModelCall)
+            .where(models.ModelCall.job_uid == job_uid)
+            .order_by(models.ModelCall.id)
+        )
+        return [r[0] for r in await self._read(q)]
+
+    # ------------------------------------------------------------------ tool calls
+
+    async def begin_tool_call(
+        self,
+        key: ToolCallKey,
+        *,
+        tool: str,
+        arguments: Any,
+        call_id: str | None = None,
+        max_tool_calls: int | None = None,
+    ) -> ToolCallBegin:
+        """Decide whether a tool call runs, atomically.
+
+        A key seen for the first time reserves one unit of the job's tool-call budget. A key
+        whose result is stored is never run again: the stored result comes back and the call
+        counts as deduplicated. A key that started without a result (its worker died) runs
+        again as a new attempt.
+        """
+        k = str(key)
+        now = utcnow()
+        TC, Job = models.ToolCall, models.Job
+
+        async def op(conn: AsyncConnection) -> ToolCallBegin:
+            row = (
+                await conn.execute(
+                    select(TC.status, TC.result, TC.error, TC.attempts).where(TC.key == k)
+                )
+            ).first()
+            if row is None:
+                if max_tool_calls is not None:
+                    reserved = await conn.execute(
+                        update(Job)
+                        .where(Job.uid == key.job_uid, Job.tool_calls_reserved < max_tool_calls)
+                        .values(tool_calls_reserved=Job.tool_calls_reserved + 1)
+                    )
+                    if not reserved.rowcount:
+                        return ToolCallBegin(outcome="budget_exhausted")
+                await conn.execute(
+                    self._insert(TC).values(
+                        key=k,
+                        job_uid=key.job_uid,
+                        agent_id=key.agent_id,
+                        step=key.step,
+                        index=key.index,
+                        call_id=call_id,
+                        tool=tool,
+                        arguments=arguments,
+                        status="started",
+                        attempts=1,
+                        deduplicated=0,
+                        started_at=now,
+                    )
+                )
+                return ToolCallBegin(outcome="run", attempt=1)
+            status, result, error, attempts = row
+            if status in TERMINAL_TOOL_STATUSES:
+                await conn.execute(
+                    update(TC).where(TC.key == k).values(deduplicated=TC.deduplicated + 1)
+                )
+                return ToolCallBegin(outcome="stored", status=status, result=result, error=error)
+            await conn.execute(update(TC).where(TC.key == k).values(attempts=attempts + 1))
+            return ToolCallBegin(outcome="run", attempt=attempts + 1)
+
+        return await self._writer.submit(op)
+
+    async def finish_tool_call(
+        self,
+        key: ToolCallKey,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+        duration_seconds: float | None = None,
+    ) -> None:
+        """Store a tool call's outcome durably; only a call still ``started`` is updated."""
+        stmt = (
+            update(models.ToolCall)
+            .where(models.ToolCall.key == str(key), models.ToolCall.status == "started")
+            .values(
+                status=status,
+                result=result,
+                error=error,
+                finished_at=utcnow(),
+                duration_seconds=duration_seconds,
+            )
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def record_refused_tool_call(
+        self, key: ToolCallKey, *, tool: str, arguments: Any, reason: str, call_id: str | None
+    ) -> None:
+        """Record a call that was refused (unknown tool, not allowed) without running it."""
+        now = utcnow()
+        stmt = (
+            self._insert(models.ToolCall)
+            .values(
+                key=str(key),
+                job_uid=key.job_uid,
+                agent_id=key.agent_id,
+                step=key.step,
+                index=key.index,
+                call_id=call_id,
+                tool=tool[:128],
+                arguments=arguments,
+                status="refused",
+                error=reason,
+                attempts=0,
+                deduplicated=0,
+                started_at=now,
+                finished_at=now,
+                duration_seconds=0.0,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def get_tool_calls(
+        self, agent_id: str, step: int | None = None
+    ) -> list[models.ToolCall]:
+        TC = models.ToolCall
+        q = select(TC).where(TC.agent_id == agent_id).order_by(TC.step, TC.index)
+        if step is not None:
+            q = q.where(TC.step == step)
+        return [r[0] for r in await self._read(q)]
+
+    async def list_tool_calls(self, job_uid: str) -> list[models.ToolCall]:
+        TC = models.ToolCall
+        q = select(TC).where(TC.job_uid == job_uid).order_by(TC.id)
+        return [r[0] for r in await self._read(q)]
+
+    # ------------------------------------------------------------------ counters
+
+    async def job_counters(self, job_uid: str) -> JobCounters:
+        TC, MC, Job = models.ToolCall, models.ModelCall, models.Job
+        c = JobCounters()
+        rows = await self._read(
+            select(
+                TC.tool,
+                func.count(),
+                func.sum(case((TC.status == "failed", 1), else_=0)),
+                func.sum(case((TC.status == "refused", 1), else_=0)),
+                func.sum(TC.deduplicated),
+            )
+            .where(TC.job_uid == job_uid)
+            .group_by(TC.tool)
+        )
+        for tool, n, failed, refused, dedup in rows:
+            c.by_tool[tool] = int(n)
+            c.tool_calls_total += int(n)
+            c.tool_calls_failed += int(failed or 0)
+            c.tool_calls_refused += int(refused or 0)
+            c.tool_calls_deduplicated += int(dedup or 0)
+        mrows = await self._read(
+            select(
+                func.sum(case((MC.status == "ok", 1), else_=0)),
+                func.sum(case((MC.status != "ok", 1), else_=0)),
+            ).where(MC.job_uid == job_uid)
+        )
+        if mrows:
+            c.llm_calls = int(mrows[0][0] or 0)
+            c.llm_attempts_failed = int(mrows[0][1] or 0)
+        jrows = await self._read(
+            select(Job.tokens_input, Job.tokens_output).where(Job.uid == job_uid)
+        )
+        if jrows:
+            c.tokens_input, c.tokens_output = int(jrows[0][0]), int(jrows[0][1])
+        return c
