@@ -210,9 +210,7 @@ def parse_spec(
     _check_enum("spec.mode", mode, MODES)
 
     o = _mapping(spec.get("orchestrator", {}), "spec.orchestrator")
-    _no_unknown(
-        o, "spec.orchestrator", {"pool", "model", "maxSteps", "systemPrompt", "profile"}
-    )
+    _no_unknown(o, "spec.orchestrator", {"pool", "model", "maxSteps", "systemPrompt", "profile"})
     orchestrator = OrchestratorSpec(
         pool=_pool(o, "spec.orchestrator.pool"),
         model=_str(o, "model", "spec.orchestrator.model", ""),
@@ -285,7 +283,8 @@ def parse_spec(
             for i, t in enumerate(names):
                 if t not in known:
                     raise SpecError(
-                        f"{path}[{i}]", f"unknown tool {t!r}; known tools: {', '.join(sorted(known))}"
+                        f"{path}[{i}]",
+                        f"unknown tool {t!r}; known tools: {', '.join(sorted(known))}",
                     )
     if known_pools is not None:
         pools = set(known_pools)
@@ -371,9 +370,7 @@ def _opt_int(m: Mapping[str, Any], key: str, path: str, lo: int, hi: int) -> int
     return _int(m, key, path, lo, lo, hi)
 
 
-def _num(
-    m: Mapping[str, Any], key: str, path: str, default: float, lo: float, hi: float
-) -> float:
+def _num(m: Mapping[str, Any], key: str, path: str, default: float, lo: float, hi: float) -> float:
     v = m.get(key, default)
     if v is None:
         v = default

@@ -41,6 +41,7 @@ class ToolCallBegin:
     status: str = ""
     result: Any = None
     error: str | None = None
+    arguments: Any = None
 
 
 @dataclass(kw_only=True)

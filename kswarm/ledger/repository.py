@@ -304,8 +304,9 @@ class Ledger:
 
         A key seen for the first time reserves one unit of the job's tool-call budget. A key
         whose result is stored is never run again: the stored result comes back and the call
-        counts as deduplicated. A key that started without a result (its worker died) runs
-        again as a new attempt.
+        counts as deduplicated. A key that is ``pending`` (written by :meth:`record_model_step`,
+        budget already reserved) or ``started`` without a result (its worker died) runs as a
+        new attempt; ``arguments`` then come back from the ledger.
         """
         k = str(key)
         now = utcnow()
@@ -314,7 +315,9 @@ class Ledger:
         async def op(conn: AsyncConnection) -> ToolCallBegin:
             row = (
                 await conn.execute(
-                    select(TC.status, TC.result, TC.error, TC.attempts).where(TC.key == k)
+                    select(TC.status, TC.result, TC.error, TC.attempts, TC.arguments).where(
+                        TC.key == k
+                    )
                 )
             ).first()
             if row is None:
@@ -342,15 +345,17 @@ class Ledger:
                         started_at=now,
                     )
                 )
-                return ToolCallBegin(outcome="run", attempt=1)
-            status, result, error, attempts = row
+                return ToolCallBegin(outcome="run", attempt=1, arguments=arguments)
+            status, result, error, attempts, stored_args = row
             if status in TERMINAL_TOOL_STATUSES:
                 await conn.execute(
                     update(TC).where(TC.key == k).values(deduplicated=TC.deduplicated + 1)
                 )
                 return ToolCallBegin(outcome="stored", status=status, result=result, error=error)
-            await conn.execute(update(TC).where(TC.key == k).values(attempts=attempts + 1))
-            return ToolCallBegin(outcome="run", attempt=attempts + 1)
+            await conn.execute(
+                update(TC).where(TC.key == k).values(attempts=attempts + 1, status="started")
+            )
+            return ToolCallBegin(outcome="run", attempt=attempts + 1, arguments=stored_args)
 
         return await self._writer.submit(op)
 
@@ -366,7 +371,10 @@ class Ledger:
         """Store a tool call's outcome durably; only a call still ``started`` is updated."""
         stmt = (
             update(models.ToolCall)
-            .where(models.ToolCall.key == str(key), models.ToolCall.status == "started")
+            .where(
+                models.ToolCall.key == str(key),
+                models.ToolCall.status.in_(("started", "pending")),
+            )
             .values(
                 status=status,
                 result=result,
@@ -380,6 +388,108 @@ class Ledger:
             await conn.execute(stmt)
 
         await self._writer.submit(op)
+
+    async def record_model_step(
+        self,
+        *,
+        job_uid: str,
+        agent_id: str,
+        step: int,
+        seq: int,
+        messages: Sequence[dict[str, Any]],
+        tool_calls: Sequence[dict[str, Any]],
+        max_tool_calls: int | None,
+    ) -> list[dict[str, Any]]:
+        """Store one model step atomically: its messages, its tool calls, their budget.
+
+        ``tool_calls`` are dicts with ``index``, ``tool``, ``arguments``, ``call_id``,
+        ``status`` (``pending`` for calls to run, ``refused``/``succeeded`` for calls decided
+        now, with ``error``/``result``) and ``budgeted`` (True for calls that spend the job's
+        tool-call budget). Budgeted calls beyond the budget are stored as ``refused``. Returns
+        the rows as stored. Repeating the same step changes nothing and returns what is stored.
+        """
+        now = utcnow()
+        TC, Job, Agent = models.ToolCall, models.Job, models.Agent
+        rows = [
+            {
+                "job_uid": job_uid,
+                "agent_id": agent_id,
+                "seq": seq + i,
+                "role": str(m.get("role", "")),
+                "content": m,
+                "created_at": now,
+            }
+            for i, m in enumerate(messages)
+        ]
+
+        async def op(conn: AsyncConnection) -> list[dict[str, Any]]:
+            existing = (
+                await conn.execute(
+                    select(TC.index, TC.tool, TC.status, TC.error).where(
+                        TC.agent_id == agent_id, TC.step == step
+                    )
+                )
+            ).all()
+            if existing:
+                return [{"index": i, "tool": t, "status": s, "error": e} for i, t, s, e in existing]
+            want = sum(1 for c in tool_calls if c.get("budgeted") and c["status"] == "pending")
+            granted = want
+            if want and max_tool_calls is not None:
+                used = (
+                    await conn.execute(select(Job.tool_calls_reserved).where(Job.uid == job_uid))
+                ).scalar_one()
+                granted = max(0, min(want, max_tool_calls - int(used)))
+            if granted:
+                await conn.execute(
+                    update(Job)
+                    .where(Job.uid == job_uid)
+                    .values(tool_calls_reserved=Job.tool_calls_reserved + granted)
+                )
+            out: list[dict[str, Any]] = []
+            values = []
+            for c in tool_calls:
+                status, error = c["status"], c.get("error")
+                if c.get("budgeted") and status == "pending":
+                    if granted > 0:
+                        granted -= 1
+                    else:
+                        status, error = "refused", "job budget exhausted: spec.limits.maxToolCalls"
+                done = status != "pending"
+                values.append(
+                    {
+                        "key": f"{agent_id}/{step}/{c['index']}",
+                        "job_uid": job_uid,
+                        "agent_id": agent_id,
+                        "step": step,
+                        "index": c["index"],
+                        "call_id": c.get("call_id"),
+                        "tool": str(c["tool"])[:128],
+                        "arguments": c.get("arguments"),
+                        "result": c.get("result"),
+                        "status": status,
+                        "error": error,
+                        "attempts": 0,
+                        "deduplicated": 0,
+                        "started_at": now,
+                        "finished_at": now if done else None,
+                        "duration_seconds": 0.0 if done else None,
+                    }
+                )
+                out.append(
+                    {"index": c["index"], "tool": c["tool"], "status": status, "error": error}
+                )
+            if rows:
+                await conn.execute(
+                    self._insert(models.Message)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["agent_id", "seq"])
+                )
+            if values:
+                await conn.execute(self._insert(TC).values(values))
+            await conn.execute(update(Agent).where(Agent.id == agent_id).values(steps=step))
+            return out
+
+        return await self._writer.submit(op)
 
     async def record_refused_tool_call(
         self, key: ToolCallKey, *, tool: str, arguments: Any, reason: str, call_id: str | None
@@ -413,9 +523,7 @@ class Ledger:
 
         await self._writer.submit(op)
 
-    async def get_tool_calls(
-        self, agent_id: str, step: int | None = None
-    ) -> list[models.ToolCall]:
+    async def get_tool_calls(self, agent_id: str, step: int | None = None) -> list[models.ToolCall]:
         TC = models.ToolCall
         q = select(TC).where(TC.agent_id == agent_id).order_by(TC.step, TC.index)
         if step is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .conftest import ControlPlane
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ControlPlane
 
 API = "kswarm.dev/v1alpha1"
 _names = itertools.count()

@@ -1,0 +1,100 @@
+"""The ``kswarm`` command: run a job on the embedded stack, or start one long-running part.
+
+    kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
+    kswarm worker | operator | sim | dashboard
+    kswarm db upgrade|downgrade|check|current|prune
+    kswarm export JOB --format jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from kswarm.running import run_job
+
+    extra = {}
+    if ns.fail_503_rate:
+        extra["fail_503_rate"] = ns.fail_503_rate
+    if ns.hang_rate:
+        extra["hang_rate"] = ns.hang_rate
+    return run_job(
+        ns.file,
+        as_json=ns.json,
+        mode=ns.mode,
+        time_scale=ns.time_scale,
+        pools_file=ns.pools,
+        replicas=ns.replicas,
+        sim_extra=extra,
+    )
+
+
+def _cmd_worker(ns: argparse.Namespace) -> int:
+    from kswarm.workflows.worker import main as worker_main
+
+    worker_main()
+    return 0
+
+
+def _cmd_sim(ns: argparse.Namespace) -> int:
+    from kswarm.llm.simulator import run_sim_from_args
+
+    run_sim_from_args(ns)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kswarm", description="Agent swarms on Kubernetes.")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one SwarmJob on the embedded stack")
+    run.add_argument("file", help="SwarmJob manifest (YAML)")
+    run.add_argument("--json", action="store_true", help="print one JSON object (CR status keys)")
+    run.add_argument("--mode", choices=["swarm", "single"], help="override spec.mode")
+    run.add_argument(
+        "--time-scale", type=float, default=None,
+        help="simulator time scale: 1 is a real GPU's pace, 0.01 is 100x faster (default 1)",
+    )
+    run.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")
+    run.add_argument("--replicas", type=int, default=2, help="simulated replicas (default 2)")
+    run.add_argument("--fail-503-rate", type=float, default=0.0, help="simulator: 503 rate")
+    run.add_argument("--hang-rate", type=float, default=0.0, help="simulator: hung requests")
+    run.set_defaults(func=_cmd_run)
+
+    worker = sub.add_parser("worker", help="Temporal worker for the job and pool task queues")
+    worker.set_defaults(func=_cmd_worker)
+
+    sim = sub.add_parser("sim", help="a simulated vLLM model server")
+    try:
+        from kswarm.llm.simulator import add_sim_arguments
+
+        add_sim_arguments(sim)
+    except ImportError:  # pragma: no cover - simulator always ships
+        pass
+    sim.set_defaults(func=_cmd_sim)
+
+    try:
+        from kswarm.ledger import commands as ledger_commands
+
+        ledger_commands.register(sub)
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(ns.log_level).upper(), logging.WARNING))
+    sys.exit(ns.func(ns))
+
+
+if __name__ == "__main__":
+    main()

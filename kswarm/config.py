@@ -1,0 +1,49 @@
+"""Settings from the environment, for every long-running part (worker, operator, dashboard).
+
+    KSWARM_TEMPORAL_ADDRESS   Temporal frontend, default ``127.0.0.1:7233``
+    KSWARM_TEMPORAL_NAMESPACE Temporal namespace, default ``default``
+    KSWARM_DATABASE_URL       ledger database URL, default SQLite under KSWARM_HOME
+    KSWARM_HOME               state of the embedded stack, default ``~/.kswarm``
+    KSWARM_POOLS_FILE         YAML file of model pools (see ``kswarm.llm.pools``)
+    KSWARM_METRICS_PORT       Prometheus port of the worker (0: off)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings", "kswarm_home"]
+
+
+def kswarm_home() -> Path:
+    home = Path(os.environ.get("KSWARM_HOME") or Path.home() / ".kswarm")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    temporal_address: str = "127.0.0.1:7233"
+    """Temporal frontend ``host:port``."""
+    temporal_namespace: str = "default"
+    """Temporal namespace of the workflows."""
+    database_url: str | None = None
+    """Ledger URL; ``None`` means SQLite under ``KSWARM_HOME``."""
+    pools_file: str | None = None
+    """YAML file of model pools."""
+    metrics_port: int = 0
+    """Port of the Prometheus endpoint; 0 turns it off."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            temporal_address=env.get("KSWARM_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+            temporal_namespace=env.get("KSWARM_TEMPORAL_NAMESPACE", "default"),
+            database_url=env.get("KSWARM_DATABASE_URL") or None,
+            pools_file=env.get("KSWARM_POOLS_FILE") or None,
+            metrics_port=int(env.get("KSWARM_METRICS_PORT", "0") or 0),
+        )

@@ -1,0 +1,129 @@
+"""The embedded stack behind ``kswarm run``: everything a job needs, on one laptop.
+
+It starts the real Temporal dev server on free loopback ports (state under
+``KSWARM_HOME/runs/<run>``), the SQLite ledger (``KSWARM_HOME/ledger.db``, upgraded on start,
+shared safely by concurrent runs thanks to WAL), a simulated model pool unless a pools file
+names real endpoints, and a worker in this process. Two runs side by side share no port and no
+file but the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from kswarm.config import kswarm_home
+from kswarm.devserver import DevServer, start_dev_server
+from kswarm.ledger import Ledger
+from kswarm.llm.client import LLMClient
+from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools_file
+from kswarm.llm.sim_config import SimConfig
+from kswarm.tools import ToolRegistry, default_registry
+from kswarm.workflows.activities import SwarmActivities
+from kswarm.workflows.worker import build_workers, running_workers
+
+__all__ = ["EmbeddedStack", "SimOptions", "embedded_stack"]
+
+DEFAULT_POOL = "default"
+SIM_MODEL = "kswarm-sim"
+
+
+@dataclass(kw_only=True)
+class SimOptions:
+    replicas: int = 2
+    """Simulated replicas of the default pool."""
+    time_scale: float = 1.0
+    """Multiplier of every modelled duration; 0.01 runs 100x faster than a real GPU."""
+    seed: int = 0
+    max_concurrency: int = 256
+    """In-flight requests per replica that the pool allows."""
+    request_timeout_seconds: float = 120.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further :class:`SimConfig` fields (fault rates, ...)."""
+
+
+@dataclass
+class EmbeddedStack:
+    home: Path
+    run_dir: Path
+    server: DevServer
+    client: Client
+    ledger: Ledger
+    pools: PoolRegistry
+    tools: ToolRegistry
+    task_queue: str
+    sims: list[Any]
+
+
+@contextlib.asynccontextmanager
+async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[Any]]]:
+    from kswarm.llm.simulator import start_replicas
+
+    config = SimConfig(model=SIM_MODEL, time_scale=opts.time_scale, seed=opts.seed, **opts.extra)
+    servers = await start_replicas(opts.replicas, config)
+    try:
+        pool = PoolConfig(
+            name=DEFAULT_POOL,
+            model=SIM_MODEL,
+            replicas=tuple(s.url for s in servers),
+            max_concurrency=opts.max_concurrency,
+            request_timeout_seconds=opts.request_timeout_seconds,
+        )
+        yield PoolRegistry([pool]), servers
+    finally:
+        for s in servers:
+            await s.close()
+
+
+@contextlib.asynccontextmanager
+async def embedded_stack(
+    *,
+    pools_file: str | None = None,
+    sim: SimOptions | None = None,
+    database_url: str | None = None,
+    tools: ToolRegistry | None = None,
+    run_worker: bool = True,
+) -> AsyncIterator[EmbeddedStack]:
+    """Start Temporal, the ledger, the model pool(s) and a worker; stop them on exit."""
+    home = kswarm_home()
+    run_dir = home / "runs" / uuid.uuid4().hex[:12]
+    url = database_url or os.environ.get("KSWARM_DATABASE_URL") or f"sqlite:///{home / 'ledger.db'}"
+    ledger = await Ledger.connect(url, migrate=True)
+    tools = tools or default_registry()
+    llm = LLMClient()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if pools_file:
+                pools, sims = load_pools_file(pools_file), []
+            else:
+                pools, sims = await stack.enter_async_context(_sim_pool(sim or SimOptions()))
+            server = await stack.enter_async_context(start_dev_server(run_dir))
+            client = await Client.connect(server.address)
+            task_queue = "kswarm"
+            if run_worker:
+                activities = SwarmActivities(ledger, llm, pools, tools)
+                workers = build_workers(client, activities, task_queue=task_queue)
+                await stack.enter_async_context(running_workers(workers))
+            yield EmbeddedStack(
+                home=home,
+                run_dir=run_dir,
+                server=server,
+                client=client,
+                ledger=ledger,
+                pools=pools,
+                tools=tools,
+                task_queue=task_queue,
+                sims=sims,
+            )
+    finally:
+        await llm.aclose()
+        await ledger.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,259 @@
+"""Model pools: the named sets of OpenAI-compatible replicas that agents call.
+
+A pool is what a job names (``spec.subagents.pool``); the client and router only ever see a
+:class:`PoolConfig`. Pools come from a small config document, the same shape the operator writes
+for a ``ModelPool`` and the embedded stack writes for its simulator::
+
+    pools:
+      - name: default
+        model: kswarm-sim
+        replicas: ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+        maxConcurrency: 64
+        rateLimit: {requestsPerSecond: 50}
+        router: prefix-affinity
+        requestTimeoutSeconds: 120
+
+Every validation error is a :class:`~kswarm.errors.ConfigError` naming the field, e.g.
+``pools[1].replicas[0]: must be an http(s) base URL, got 'localhost:8000'``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kswarm.errors import ConfigError
+from kswarm.llm.errors import PoolNotFound
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_REQUEST_TIMEOUT_SECONDS",
+    "DEFAULT_ROUTER",
+    "ROUTER_POLICIES",
+    "PoolConfig",
+    "PoolRegistry",
+    "load_pools",
+    "load_pools_file",
+]
+
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 120.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+DEFAULT_ROUTER = "prefix-affinity"
+ROUTER_POLICIES = ("prefix-affinity", "least-load", "round-robin")
+
+_FIELDS = {
+    "name",
+    "model",
+    "replicas",
+    "maxConcurrency",
+    "rateLimit",
+    "router",
+    "apiKey",
+    "requestTimeoutSeconds",
+    "connectTimeoutSeconds",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    name: str
+    """The pool's name, as jobs refer to it."""
+    model: str
+    """Model name sent in requests unless a request names another."""
+    replicas: tuple[str, ...]
+    """Base URLs of the replicas, e.g. ``http://127.0.0.1:8001``; the client appends ``/v1``."""
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    """Requests one process keeps in flight per replica; more wait for a free slot."""
+    requests_per_second: float | None = None
+    """Rate limit for the pool in this process; ``None`` means unlimited."""
+    router: str = DEFAULT_ROUTER
+    """Replica choice: ``prefix-affinity``, ``least-load`` or ``round-robin``."""
+    api_key: str | None = None
+    """Sent as ``Authorization: Bearer``; ``None`` sends no header."""
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    """Total time one attempt may take, streaming included."""
+    connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    """Time to open a connection to a replica."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.replicas, list):
+            object.__setattr__(self, "replicas", tuple(self.replicas))
+        _validate(vars(self), f"pool {self.name!r}")
+
+    @property
+    def task_queue(self) -> str:
+        """The Temporal task queue that carries this pool's model calls."""
+        return f"kswarm-pool-{self.name}"
+
+    def __repr__(self) -> str:
+        # The API key never reaches logs.
+        key = "'***'" if self.api_key else "None"
+        return (
+            f"PoolConfig(name={self.name!r}, model={self.model!r}, replicas={self.replicas!r}, "
+            f"router={self.router!r}, max_concurrency={self.max_concurrency}, api_key={key})"
+        )
+
+
+class PoolRegistry:
+    """Pools by name. ``get`` raises :class:`PoolNotFound` naming the known pools."""
+
+    def __init__(self, pools: Iterable[PoolConfig] = ()) -> None:
+        self._pools: dict[str, PoolConfig] = {}
+        for pool in pools:
+            self.add(pool)
+
+    def add(self, pool: PoolConfig) -> None:
+        """Add a pool; a second pool of the same name is a configuration error."""
+        if pool.name in self._pools:
+            raise ConfigError(f"pools: two pools are named {pool.name!r}")
+        self._pools[pool.name] = pool
+
+    def get(self, name: str) -> PoolConfig:
+        """The pool named ``name``; a missing pool is an error, never ``None``."""
+        try:
+            return self._pools[name]
+        except KeyError:
+            raise PoolNotFound(name, list(self._pools)) from None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._pools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._pools
+
+    def __iter__(self) -> Iterator[PoolConfig]:
+        return iter(self._pools.values())
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+    def __repr__(self) -> str:
+        return f"PoolRegistry({sorted(self._pools)!r})"
+
+
+def load_pools(document: Mapping[str, Any]) -> PoolRegistry:
+    """Build a registry from ``{"pools": [...]}`` (camelCase keys, as in the YAML above)."""
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"pool config: must be a mapping, got {type(document).__name__}")
+    items = document.get("pools")
+    if not isinstance(items, list):
+        raise ConfigError("pools: must be a list of pools")
+    return PoolRegistry(_parse_pool(item, f"pools[{i}]") for i, item in enumerate(items))
+
+
+def load_pools_file(path: str) -> PoolRegistry:
+    """Read a YAML (or JSON) pool config file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"pool config {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"pool config {path}: not valid YAML: {e}") from e
+    return load_pools(document or {})
+
+
+def _parse_pool(item: Any, path: str) -> PoolConfig:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{path}: must be a mapping, got {type(item).__name__}")
+    unknown = sorted(set(item) - _FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"{path}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(_FIELDS))}"
+        )
+    replicas = item.get("replicas")
+    if isinstance(replicas, str):
+        replicas = [replicas]
+    if not isinstance(replicas, list):
+        raise ConfigError(f"{path}.replicas: must be a list of base URLs")
+    rate = item.get("rateLimit")
+    rps: Any = None
+    if rate is not None:
+        if not isinstance(rate, Mapping) or set(rate) - {"requestsPerSecond"}:
+            raise ConfigError(f"{path}.rateLimit: must be {{requestsPerSecond: N}}")
+        rps = rate.get("requestsPerSecond")
+    fields = {
+        "name": _required_str(item, "name", path),
+        "model": _required_str(item, "model", path),
+        "replicas": tuple(replicas),
+        "max_concurrency": item.get("maxConcurrency", DEFAULT_MAX_CONCURRENCY),
+        "requests_per_second": rps,
+        "router": item.get("router", DEFAULT_ROUTER),
+        "api_key": item.get("apiKey"),
+        "request_timeout_seconds": item.get(
+            "requestTimeoutSeconds", DEFAULT_REQUEST_TIMEOUT_SECONDS
+        ),
+        "connect_timeout_seconds": item.get(
+            "connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_SECONDS
+        ),
+    }
+    _validate(fields, path, camel=True)
+    return PoolConfig(**fields)
+
+
+def _required_str(item: Mapping[str, Any], key: str, path: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}.{key}: required, a non-empty string")
+    return value
+
+
+_CAMEL = {
+    "max_concurrency": "maxConcurrency",
+    "requests_per_second": "rateLimit.requestsPerSecond",
+    "api_key": "apiKey",
+    "request_timeout_seconds": "requestTimeoutSeconds",
+    "connect_timeout_seconds": "connectTimeoutSeconds",
+}
+
+
+def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> None:
+    """Check every field; ``camel`` names fields as the config document spells them."""
+
+    def at(field: str) -> str:
+        return f"{path}.{_CAMEL.get(field, field) if camel else field}"
+
+    for key in ("name", "model"):
+        if not isinstance(values[key], str) or not values[key]:
+            raise ConfigError(f"{at(key)}: required, a non-empty string")
+    replicas = values["replicas"]
+    if not replicas:
+        raise ConfigError(f"{at('replicas')}: needs at least one base URL")
+    for i, url in enumerate(replicas):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{at('replicas')}[{i}]: must be an http(s) base URL, got {url!r}")
+        if url.rstrip("/").endswith("/v1"):
+            raise ConfigError(f"{at('replicas')}[{i}]: give the base URL without /v1, got {url!r}")
+    if len(set(replicas)) != len(replicas):
+        raise ConfigError(f"{at('replicas')}: lists the same URL twice")
+    mc = values["max_concurrency"]
+    if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+        raise ConfigError(f"{at('max_concurrency')}: must be an integer >= 1, got {mc!r}")
+    rps = values["requests_per_second"]
+    if rps is not None and not _positive_number(rps):
+        raise ConfigError(f"{at('requests_per_second')}: must be a number > 0, got {rps!r}")
+    if values["router"] not in ROUTER_POLICIES:
+        raise ConfigError(
+            f"{at('router')}: must be one of {', '.join(ROUTER_POLICIES)}, got {values['router']!r}"
+        )
+    if values["api_key"] is not None and not isinstance(values["api_key"], str):
+        raise ConfigError(f"{at('api_key')}: must be a string")
+    for key in ("request_timeout_seconds", "connect_timeout_seconds"):
+        if not _positive_number(values[key]):
+            raise ConfigError(f"{at(key)}: must be a number of seconds > 0, got {values[key]!r}")
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and value > 0
+        and not math.isinf(value)
+    )

@@ -1,0 +1,178 @@
+"""``kswarm run``: one job on the embedded stack, with live progress and a report.
+
+Exit codes: 0 the job succeeded, 1 it failed or was cancelled, 2 the input is invalid (the
+message names the field; nothing is started and nothing is written to the ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import uuid
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from temporalio.client import WorkflowHandle
+
+from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
+from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
+from kswarm.llm.pools import load_pools_file
+from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
+from kswarm.tools import default_registry
+from kswarm.workflows import JobStatus, SwarmJobInput, SwarmWorkflow
+from kswarm.workflows.report import build_report
+
+__all__ = ["load_job", "run_job"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def load_job(
+    path: str, *, mode: str | None, pools_file: str | None
+) -> SwarmJobManifest:
+    """Read and validate the job before anything starts."""
+    manifest = load_manifest_file(path)
+    pools = ["default"]
+    if pools_file:
+        pools = list(load_pools_file(pools_file).names)
+    job = parse_manifest(manifest, known_tools=default_registry().names(), known_pools=pools)
+    if mode:
+        job = SwarmJobManifest(
+            name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec.with_mode(mode)
+        )
+    if not (manifest.get("metadata") or {}).get("uid"):
+        # Each run is a new job: a fresh uid keeps its ledger rows apart from earlier runs.
+        job = SwarmJobManifest(
+            name=job.name, namespace=job.namespace, uid=uuid.uuid4().hex[:16], spec=job.spec
+        )
+    return job
+
+
+def _progress(job: SwarmJobManifest, status: JobStatus | None, tools: int, tick: float) -> Table:
+    t = Table(title=f"SwarmJob {job.name} ({job.spec.mode})", show_header=False, expand=False)
+    s = status or JobStatus()
+    t.add_row("phase", s.phase)
+    t.add_row("stage", str(s.stage))
+    t.add_row(
+        "sub-agents",
+        f"{s.subagents_running} running, {s.subagents_succeeded + s.subagents_failed} done "
+        f"of {s.subagents_spawned} spawned ({s.subagents_failed} failed)",
+    )
+    t.add_row("tool calls", str(tools))
+    t.add_row("critical steps", str(s.critical_steps))
+    t.add_row("total steps", str(s.total_steps))
+    t.add_row("elapsed", f"{tick:.1f} s")
+    return t
+
+
+async def _watch(
+    stack: EmbeddedStack, job: SwarmJobManifest, handle: WorkflowHandle[Any, Any], console: Console
+) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with Live(_progress(job, None, 0, 0.0), console=console, refresh_per_second=4) as live:
+        while True:
+            with contextlib.suppress(Exception):
+                status = await handle.query(SwarmWorkflow.status)
+                counters = await stack.ledger.job_counters(job.uid)
+                live.update(
+                    _progress(job, status, counters.tool_calls_total, loop.time() - start)
+                )
+            await asyncio.sleep(0.5)
+
+
+def _print_report(report: dict[str, Any], console: Console) -> None:
+    t = Table(title=f"Report: {report['name']}", show_header=False)
+    t.add_row("phase", str(report["phase"]) + (f" ({report['reason']})" if report["reason"] else ""))
+    t.add_row("critical steps", str(report["criticalSteps"]))
+    t.add_row("total steps", str(report["totalSteps"]))
+    t.add_row("speedup (total / critical)", f"{report['speedup']:.2f}x")
+    sub = report["subagents"]
+    t.add_row("sub-agents", f"{sub['spawned']} spawned, {sub['succeeded']} ok, {sub['failed']} failed")
+    tc = report["toolCalls"]
+    t.add_row("tool calls", f"{tc['total']} ({tc['failed']} failed, {tc['deduplicated']} deduplicated)")
+    t.add_row("model calls", str(report["llmCalls"]))
+    t.add_row("tokens", f"{report['tokens']['input']} in, {report['tokens']['output']} out")
+    t.add_row("wall time", f"{report['wallSeconds']:.2f} s")
+    if report["modelSeconds"]:
+        t.add_row("model time on the critical path", f"{report['modelSeconds']:.2f} s")
+    if report["quality"] is not None:
+        t.add_row("quality (item F1)", f"{report['quality']:.3f}")
+    console.print(t)
+    stages = Table(title="Stages", show_lines=False)
+    for col in ("stage", "main steps", "max sub-agent steps", "sub-agents"):
+        stages.add_column(col, justify="right")
+    shown = report["stages"] if len(report["stages"]) <= 12 else report["stages"][:10]
+    for s in shown:
+        stages.add_row(*(str(s[k]) for k in ("stage", "mainSteps", "maxSubagentSteps", "subagents")))
+    if len(shown) < len(report["stages"]):
+        stages.add_row("...", f"{len(report['stages']) - len(shown)} more", "", "")
+    console.print(stages)
+    preview = str(report["result"])
+    console.print(f"[bold]Result[/bold] {preview[:400]}{'...' if len(preview) > 400 else ''}")
+
+
+async def _run(
+    job: SwarmJobManifest, *, as_json: bool, pools_file: str | None, sim: SimOptions
+) -> int:
+    console = Console(stderr=as_json)
+    async with embedded_stack(pools_file=pools_file, sim=sim) as stack:
+        inp = SwarmJobInput(name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec)
+        handle = await stack.client.start_workflow(
+            SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
+        )
+        watcher = None
+        if not as_json and console.is_terminal:
+            watcher = asyncio.create_task(_watch(stack, job, handle, console))
+        try:
+            result = await handle.result()
+        finally:
+            if watcher:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        await stack.ledger.flush()
+        counters = await stack.ledger.job_counters(job.uid)
+        report = build_report(result, counters)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        _print_report(report, console)
+    return EXIT_OK if report["phase"] == "Succeeded" else EXIT_FAILED
+
+
+def run_job(
+    path: str,
+    *,
+    as_json: bool = False,
+    mode: str | None = None,
+    time_scale: float | None = None,
+    pools_file: str | None = None,
+    replicas: int = 2,
+    sim_extra: dict[str, Any] | None = None,
+) -> int:
+    err = Console(stderr=True)
+    try:
+        job = load_job(path, mode=mode, pools_file=pools_file)
+        if time_scale is not None and not 0 < time_scale <= 100:
+            raise SpecError("--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}")
+    except (SpecError, ConfigError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        return EXIT_INVALID
+    sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0, extra=sim_extra or {})
+    try:
+        return asyncio.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
+    except (LedgerUnavailable, ConfigError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        err.print("cancelled")
+        return EXIT_FAILED
+
+
+def main_run(argv_path: str) -> None:  # pragma: no cover - convenience for python -m
+    sys.exit(run_job(argv_path))

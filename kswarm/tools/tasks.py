@@ -1,0 +1,128 @@
+"""The structure of the examples' research tasks, and the score of an answer against the corpus.
+
+A research task is free text plus a few labelled lines that both a scripted model and the
+scorer can read::
+
+    Attributes: founded, headquarters, ceo
+    Items:
+    - Ulmoon Pharma
+    - ...
+
+or, for a sequential (deep) task, ``Chain start: Ulmoon Pharma``. ``quality`` is an item-level
+F1 in the manner of WideSearch: every (entity, attribute) cell is an item; precision is the share
+of reported cells that match the ground truth, recall the share of true cells reported right.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kswarm.tools.corpus import ATTRIBUTES, Corpus, default_corpus
+
+__all__ = ["ResearchTask", "answer_rows", "parse_task", "score_answer", "subtask_text"]
+
+_ATTR = re.compile(r"^\s*Attributes:\s*(.+)$", re.M)
+_CHAIN = re.compile(r"^\s*Chain start:\s*(.+?)\s*$", re.M)
+_ITEM = re.compile(r"^\s*-\s+(.+?)\s*$")
+_SUBJECT = re.compile(r"the company '([^']+)'")
+
+
+@dataclass(frozen=True)
+class ResearchTask:
+    attributes: tuple[str, ...]
+    items: tuple[str, ...] = ()
+    chain_start: str | None = None
+    subject: str | None = None
+    """Set for a one-company sub-task as written by :func:`subtask_text`."""
+
+
+def subtask_text(company: str, attributes: tuple[str, ...]) -> str:
+    return (
+        f"Find the {', '.join(attributes)} of the company '{company}' using the search tool. "
+        f"Answer with one JSON object with the keys entity, {', '.join(attributes)}.\n"
+        f"Attributes: {', '.join(attributes)}"
+    )
+
+
+def parse_task(text: str) -> ResearchTask | None:
+    m = _ATTR.search(text)
+    if not m:
+        return None
+    attrs = tuple(a.strip() for a in m.group(1).split(",") if a.strip() in ATTRIBUTES)
+    if not attrs:
+        return None
+    subject = _SUBJECT.search(text)
+    if subject:
+        return ResearchTask(attributes=attrs, subject=subject.group(1))
+    chain = _CHAIN.search(text)
+    if chain:
+        return ResearchTask(attributes=attrs, chain_start=chain.group(1))
+    items: list[str] = []
+    in_items = False
+    for line in text.splitlines():
+        if line.strip().startswith("Items:"):
+            in_items = True
+            continue
+        if in_items:
+            im = _ITEM.match(line)
+            if im:
+                items.append(im.group(1))
+            elif line.strip():
+                in_items = False
+    if not items:
+        return None
+    return ResearchTask(attributes=attrs, items=tuple(items))
+
+
+def answer_rows(answer: str) -> list[dict[str, Any]]:
+    """Rows of a JSON answer: a list of objects, an object, or JSON inside text."""
+    text = answer.strip()
+    for candidate in (text, text[text.find("[") : text.rfind("]") + 1]):
+        try:
+            data = json.loads(candidate)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(data, dict):
+            data = data.get("rows", [data])
+        if isinstance(data, list):
+            return [r for r in data if isinstance(r, dict)]
+    return []
+
+
+def score_answer(task_text: str, answer: str, corpus: Corpus | None = None) -> float | None:
+    """Item-level F1 of ``answer`` against the corpus, or None when the task has no truth."""
+    task = parse_task(task_text)
+    if task is None:
+        return None
+    corpus = corpus or default_corpus()
+    if task.chain_start:
+        if task.chain_start not in corpus.by_name:
+            return None
+        entities = [c.name for c in corpus.chain(task.chain_start)]
+    elif task.subject:
+        entities = [task.subject]
+    else:
+        entities = list(task.items)
+    truth = {
+        (e, a): corpus.by_name[e].fact(a).lower()
+        for e in entities
+        if e in corpus.by_name
+        for a in task.attributes
+    }
+    if not truth:
+        return None
+    reported: dict[tuple[str, str], str] = {}
+    for row in answer_rows(answer):
+        entity = str(row.get("entity", ""))
+        for a in task.attributes:
+            if a in row and row[a] not in (None, ""):
+                reported[(entity, a)] = str(row[a]).strip().lower()
+    correct = sum(1 for k, v in reported.items() if truth.get(k) == v)
+    precision = correct / len(reported) if reported else 0.0
+    recall = correct / len(truth)
+    if precision + recall == 0:
+        return 0.0
+    return round(2 * precision * recall / (precision + recall), 4)

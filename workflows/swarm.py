@@ -1,0 +1,413 @@
+"""The swarm workflows: an orchestrator that spawns sub-agents, and each sub-agent's loop.
+
+``SwarmWorkflow`` runs the orchestrator: every orchestrator step is one model call whose tool
+calls may spawn sub-agents (``spawn_subagents`` or ``create_subagent`` + ``assign_task``), run
+plain tools, or ``finish``. Each step is a stage t; its sub-agents run as ``SubagentWorkflow``
+children in parallel (at most ``maxConcurrent`` at once) and the stage ends when all are done:
+
+    criticalSteps = sum_t (S_main(t) + max_i S_sub,i(t)),   speedup = totalSteps / criticalSteps
+
+In ``single`` mode the one agent runs the same loop without spawn tools; each of its steps is a
+stage with no sub-agents. Budgets end the job with a reason; cancellation reaches every child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from kswarm.spec import RetrySpec
+    from kswarm.tools import control as ctl
+    from kswarm.workflows.activities import SwarmActivities, agent_id_for
+    from kswarm.workflows.inputs import (
+        TASK_QUEUE,
+        AgentResult,
+        FinishJobInput,
+        JobStatus,
+        ModelStepInput,
+        ModelStepResult,
+        SpawnResultInput,
+        StageSummary,
+        StartJobInput,
+        SubagentInput,
+        SwarmJobInput,
+        SwarmJobResult,
+        ToolCallInput,
+        ToolCallResult,
+        pool_task_queue,
+    )
+
+__all__ = ["SubagentWorkflow", "SwarmWorkflow"]
+
+MODEL_STEP_TIMEOUT = timedelta(minutes=15)
+MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+TOOL_TIMEOUT = timedelta(seconds=60)
+LEDGER_TIMEOUT = timedelta(seconds=60)
+_LIMIT_FIELDS = {"maxToolCalls": "max_tool_calls", "maxTokens": "max_tokens"}
+
+
+def retry_policy(spec: RetrySpec) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=spec.initial_interval_seconds),
+        backoff_coefficient=spec.backoff_coefficient,
+        maximum_interval=timedelta(seconds=spec.maximum_interval_seconds),
+        maximum_attempts=spec.max_attempts,
+    )
+
+
+LEDGER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=0,
+)
+
+
+async def _model_step(inp: ModelStepInput) -> ModelStepResult:
+    return await workflow.execute_activity_method(
+        SwarmActivities.model_step,
+        inp,
+        task_queue=pool_task_queue(inp.pool),
+        start_to_close_timeout=MODEL_STEP_TIMEOUT,
+        heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
+        retry_policy=retry_policy(inp.retry),
+    )
+
+
+async def _run_tools(
+    job_uid: str, agent_id: str, step: ModelStepResult, retry: RetrySpec
+) -> list[ToolCallResult]:
+    """Run a step's tool calls in parallel: short tools as local activities."""
+    calls = []
+    for ref in step.tool_calls:
+        if ref.kind != "tool":
+            continue
+        inp = ToolCallInput(job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index)
+        if ref.local:
+            calls.append(
+                workflow.execute_local_activity_method(
+                    SwarmActivities.run_tool,
+                    inp,
+                    start_to_close_timeout=TOOL_TIMEOUT,
+                    retry_policy=retry_policy(retry),
+                )
+            )
+        else:
+            calls.append(
+                workflow.execute_activity_method(
+                    SwarmActivities.run_tool,
+                    inp,
+                    task_queue=TASK_QUEUE,
+                    start_to_close_timeout=TOOL_TIMEOUT * 10,
+                    heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
+                    retry_policy=retry_policy(retry),
+                )
+            )
+    return list(await asyncio.gather(*calls))
+
+
+async def _ledger(fn: object, *args: object) -> object:
+    return await workflow.execute_local_activity(
+        fn,  # type: ignore[arg-type]
+        args=list(args),
+        start_to_close_timeout=LEDGER_TIMEOUT,
+        retry_policy=LEDGER_RETRY,
+    )
+
+
+@workflow.defn
+class SubagentWorkflow:
+    """One sub-agent: its own context and tool loop, until it answers or hits ``maxSteps``."""
+
+    def __init__(self) -> None:
+        self._steps = 0
+
+    @workflow.query
+    def steps(self) -> int:
+        return self._steps
+
+    @workflow.run
+    async def run(self, inp: SubagentInput) -> AgentResult:
+        result = AgentResult(
+            agent_id=inp.agent_id, status="Running", steps=0, tool_calls=0, model_seconds=0.0
+        )
+        try:
+            final_turn = False
+            for step in range(1, inp.max_steps + 1):
+                r = await _model_step(
+                    ModelStepInput(
+                        job_uid=inp.job_uid,
+                        agent_id=inp.agent_id,
+                        role="subagent",
+                        step=step,
+                        pool=inp.pool,
+                        model=inp.model,
+                        tools=inp.tools,
+                        max_tool_calls=inp.max_tool_calls,
+                        max_tokens=inp.max_tokens,
+                        retry=inp.retry,
+                        stage=inp.stage,
+                        final_turn=final_turn or step == inp.max_steps,
+                    )
+                )
+                self._steps = result.steps = step
+                result.model_seconds += r.model_seconds
+                result.tool_calls += sum(1 for t in r.tool_calls if t.kind in ("tool", "refused"))
+                if r.budget_exhausted == "maxTokens":
+                    result.budget_exhausted = r.budget_exhausted
+                    break
+                if r.final:
+                    break
+                await _run_tools(inp.job_uid, inp.agent_id, r, inp.retry)
+                if r.budget_exhausted:
+                    result.budget_exhausted = r.budget_exhausted
+                    final_turn = True
+            result.status = "Succeeded"
+        except asyncio.CancelledError:
+            result.status = "Cancelled"
+            await _ledger(SwarmActivities.finish_agent, result)
+            raise
+        except ActivityError as e:
+            result.status, result.error = "Failed", str(e.cause or e)
+        await _ledger(SwarmActivities.finish_agent, result)
+        return result
+
+
+@workflow.defn
+class SwarmWorkflow:
+    """A swarm job: the orchestrator loop (or the single agent) and its stages."""
+
+    def __init__(self) -> None:
+        self._status = JobStatus()
+        self._reason: str | None = None
+        self._budget: str | None = None
+
+    @workflow.query
+    def status(self) -> JobStatus:
+        return self._status
+
+    @workflow.run
+    async def run(self, inp: SwarmJobInput) -> SwarmJobResult:
+        spec = inp.spec
+        started = workflow.now()
+        role = "orchestrator" if spec.mode == "swarm" else "single"
+        agent_id = agent_id_for(inp.uid, role)
+        self._status.phase = "Running"
+        await _ledger(
+            SwarmActivities.start_job,
+            StartJobInput(
+                uid=inp.uid,
+                name=inp.name,
+                namespace=inp.namespace,
+                spec=spec,
+                agent_id=agent_id,
+                role=role,
+            ),
+        )
+        phase, reason = "Succeeded", None
+        main = asyncio.create_task(self._orchestrate(inp, agent_id, role))
+        try:
+            deadline = spec.limits.deadline_seconds
+            try:
+                await workflow.wait_condition(
+                    lambda: main.done(), timeout=timedelta(seconds=deadline) if deadline else None
+                )
+            except TimeoutError:
+                main.cancel()
+                phase, reason = (
+                    "Failed",
+                    f"DeadlineExceeded: spec.limits.deadlineSeconds ({deadline}s)",
+                )
+            try:
+                await main
+            except asyncio.CancelledError:
+                if reason is None:
+                    raise
+            except ActivityError as e:
+                phase, reason = "Failed", f"ModelCallFailed: {e.cause or e}"
+            if reason is None and self._budget is not None:
+                limit = getattr(spec.limits, _LIMIT_FIELDS[self._budget])
+                phase, reason = (
+                    "Failed",
+                    f"BudgetExceeded: spec.limits.{self._budget} ({limit}) reached",
+                )
+            if reason is None and self._reason is not None:
+                phase, reason = "Failed", self._reason
+        except asyncio.CancelledError:
+            main.cancel()
+            await self._finish(
+                inp, agent_id, "Cancelled", "Cancelled: the job was cancelled", started
+            )
+            raise
+        return await self._finish(inp, agent_id, phase, reason, started)
+
+    async def _finish(
+        self, inp: SwarmJobInput, agent_id: str, phase: str, reason: str | None, started: object
+    ) -> SwarmJobResult:
+        s = self._status
+        s.phase, s.reason = phase, reason
+        critical = sum(st.main_steps + st.max_subagent_steps for st in s.stages)
+        speedup = round(s.total_steps / critical, 3) if critical else 0.0
+        model_seconds = sum(st.model_seconds for st in s.stages)
+        wall = (workflow.now() - started).total_seconds()  # type: ignore[operator]
+        preview, quality = await _ledger(
+            SwarmActivities.finish_job,
+            FinishJobInput(
+                uid=inp.uid,
+                phase=phase,
+                reason=reason,
+                critical_steps=critical,
+                total_steps=s.total_steps,
+                speedup=speedup,
+                stages=s.stages,
+                model_seconds=model_seconds,
+                wall_seconds=wall,
+                final_agent_id=agent_id,
+                subagents_spawned=s.subagents_spawned,
+                subagents_succeeded=s.subagents_succeeded,
+                subagents_failed=s.subagents_failed,
+            ),
+        )  # type: ignore[misc]
+        return SwarmJobResult(
+            name=inp.name,
+            uid=inp.uid,
+            phase=phase,
+            reason=reason,
+            critical_steps=critical,
+            total_steps=s.total_steps,
+            speedup=speedup,
+            stages=s.stages,
+            subagents_spawned=s.subagents_spawned,
+            subagents_succeeded=s.subagents_succeeded,
+            subagents_failed=s.subagents_failed,
+            model_seconds=model_seconds,
+            wall_seconds=wall,
+            quality=quality,
+            result=preview,
+        )
+
+    async def _orchestrate(self, inp: SwarmJobInput, agent_id: str, role: str) -> None:
+        spec = inp.spec
+        s = self._status
+        tools = list(spec.tools)
+        if role == "orchestrator":
+            tools = [*ctl.CONTROL_TOOLS, *tools]
+        max_steps = spec.orchestrator.max_steps
+        final_turn = False
+        for step in range(1, max_steps + 1):
+            s.stage = step
+            r = await _model_step(
+                ModelStepInput(
+                    job_uid=inp.uid,
+                    agent_id=agent_id,
+                    role=role,
+                    step=step,
+                    pool=spec.orchestrator.pool,
+                    model=spec.orchestrator.model,
+                    tools=tools,
+                    max_tool_calls=spec.limits.max_tool_calls,
+                    max_tokens=spec.limits.max_tokens,
+                    retry=spec.retry,
+                    stage=step,
+                    profile=spec.orchestrator.profile,
+                    final_turn=final_turn or step == max_steps,
+                )
+            )
+            s.orchestrator_steps = step
+            s.total_steps += 1
+            stage = StageSummary(
+                stage=step,
+                main_steps=1,
+                max_subagent_steps=0,
+                subagents=0,
+                model_seconds=r.model_seconds,
+            )
+            s.stages.append(stage)
+            s.critical_steps += 1
+            self._budget = self._budget or r.budget_exhausted
+            if self._budget == "maxTokens" or r.final:
+                return
+            await asyncio.gather(
+                _run_tools(inp.uid, agent_id, r, spec.retry),
+                self._run_stage(inp, agent_id, r, stage),
+            )
+            if self._budget == "maxTokens":
+                return
+            final_turn = self._budget is not None
+        self._reason = f"MaxStepsExceeded: spec.orchestrator.maxSteps ({max_steps})"
+
+    async def _run_stage(
+        self, inp: SwarmJobInput, agent_id: str, r: ModelStepResult, stage: StageSummary
+    ) -> None:
+        """Run the sub-agents a step spawned, bounded by maxConcurrent; record their answers."""
+        if not r.spawns:
+            return
+        spec = inp.spec
+        s = self._status
+        slots = asyncio.Semaphore(spec.subagents.max_concurrent)
+        stage.subagents = len(r.spawns)
+        s.subagents_spawned += len(r.spawns)
+
+        async def run_child(ref_agent: str) -> AgentResult:
+            async with slots:
+                s.subagents_running += 1
+                try:
+                    return await workflow.execute_child_workflow(
+                        SubagentWorkflow.run,
+                        SubagentInput(
+                            job_uid=inp.uid,
+                            agent_id=ref_agent,
+                            stage=stage.stage,
+                            pool=spec.subagents.pool,
+                            model=spec.subagents.model,
+                            tools=list(spec.subagent_tools),
+                            max_steps=spec.subagents.max_steps,
+                            max_tool_calls=spec.limits.max_tool_calls,
+                            max_tokens=spec.limits.max_tokens,
+                            retry=spec.retry,
+                        ),
+                        id=f"swarmjob-{ref_agent}",
+                        task_queue=TASK_QUEUE,
+                    )
+                except ChildWorkflowError as e:
+                    return AgentResult(
+                        agent_id=ref_agent,
+                        status="Failed",
+                        steps=0,
+                        tool_calls=0,
+                        model_seconds=0.0,
+                        error=str(e.cause or e),
+                    )
+                finally:
+                    s.subagents_running -= 1
+
+        results = await asyncio.gather(*(run_child(ref.agent_id) for ref in r.spawns))
+        for res in results:
+            s.total_steps += res.steps
+            if res.status == "Succeeded":
+                s.subagents_succeeded += 1
+            else:
+                s.subagents_failed += 1
+            if res.budget_exhausted and self._budget != "maxTokens":
+                self._budget = res.budget_exhausted
+        stage.max_subagent_steps = max(res.steps for res in results)
+        stage.model_seconds += max(res.model_seconds for res in results)
+        s.critical_steps += stage.max_subagent_steps
+        by_call: dict[int, list[str]] = {}
+        for ref in r.spawns:
+            by_call.setdefault(ref.call_index, []).append(ref.agent_id)
+        for call_index, children in sorted(by_call.items()):
+            await _ledger(
+                SwarmActivities.spawn_result,
+                SpawnResultInput(
+                    job_uid=inp.uid,
+                    agent_id=agent_id,
+                    step=r.step,
+                    call_index=call_index,
+                    children=children,
+                ),
+            )
