@@ -82,6 +82,8 @@ cmd_start() {
   [[ ! -e "$dir/data" ]] || die "$dir/data exists; stop that cluster first ($0 stop $dir)"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  # A unix socket path has at most 107 bytes: DIR/sock/.s.PGSQL.PORT must fit.
+  ((${#dir} <= 80)) || die "DIR is too long for PostgreSQL's unix socket path: $dir"
   cd "$dir" # the postgres user may not be allowed into the caller's directory
   if [[ "$(id -u)" == 0 ]]; then
     id "$PG_USER" >/dev/null 2>&1 || die "running as root and there is no '$PG_USER' user"
@@ -123,6 +125,7 @@ EOF
 cmd_stop() {
   local dir=$1
   [[ -e "$dir" ]] || return 0
+  dir=$(cd "$dir" && pwd)
   cd /
   if [[ -f "$dir/data/postmaster.pid" ]]; then
     as_owner "$BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true

@@ -80,7 +80,7 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
         yield PoolRegistry([pool]), servers
     finally:
         for s in servers:
-            await s.close()
+            await s.stop()
 
 
 @contextlib.asynccontextmanager

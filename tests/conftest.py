@@ -8,6 +8,7 @@ never skipped: when PostgreSQL cannot start, the tests that need it error with t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -54,7 +55,8 @@ def postgres_url() -> Iterator[str]:
     try:
         url = pg_sh("start", directory)
     except BaseException:
-        pg_sh("stop", directory)
+        with contextlib.suppress(Exception):  # keep the reason start failed, not stop's
+            pg_sh("stop", directory)
         raise
     try:
         yield url

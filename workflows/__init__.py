@@ -1,7 +1,7 @@
 """Temporal workflows of a swarm job: the SDK's entry points.
 
-    client.execute_workflow(SwarmWorkflow.run, SwarmJobInput.from_manifest(doc),
-                            id=f"swarmjob-{uid}", task_queue=TASK_QUEUE)
+client.execute_workflow(SwarmWorkflow.run, SwarmJobInput.from_manifest(doc),
+                        id=f"swarmjob-{uid}", task_queue=TASK_QUEUE)
 """
 
 from kswarm.workflows.inputs import (

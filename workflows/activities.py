@@ -68,10 +68,13 @@ def _prompt_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in history:
         msg = _public(m)
-        owner = (
-            m.get("_kswarm", {}).get("after_step") if isinstance(m.get("_kswarm"), dict) else None
-        )
-        if msg.get("role") == "tool" and owner is not None and owner < horizon:
+        meta = m.get("_kswarm")
+        if (
+            msg.get("role") == "tool"
+            and isinstance(meta, dict)
+            and meta.get("tool") not in ctl.CONTROL_TOOLS
+            and int(meta.get("after_step", horizon)) < horizon
+        ):
             msg = {**msg, "content": "[older tool result elided; it is kept in the ledger]"}
         out.append(msg)
     return out
@@ -237,16 +240,14 @@ class SwarmActivities:
     async def run_tool(self, inp: ToolCallInput) -> ToolCallResult:
         key = ToolCallKey(inp.job_uid, inp.agent_id, inp.step, inp.index)
         try:
-            begin = await self.ledger.begin_tool_call(key, tool="", arguments=None)
+            tool = self.tools.get(inp.tool)
+            begin = await self.ledger.begin_tool_call(key, tool=inp.tool, arguments=None)
         except KswarmError as e:
             raise _application_error(e) from e
         if begin.outcome == "stored":
             return ToolCallResult(index=inp.index, status=begin.status, deduplicated=True)
         if begin.outcome != "run":
             return ToolCallResult(index=inp.index, status="refused")
-        calls = await self.ledger.get_tool_calls(inp.agent_id, inp.step)
-        row = next(c for c in calls if c.index == inp.index)
-        tool = self.tools.get(row.tool)
         ctx = ToolContext(
             key=str(key), job_uid=inp.job_uid, agent_id=inp.agent_id, attempt=begin.attempt
         )
@@ -352,7 +353,7 @@ class SwarmActivities:
                     "role": "tool",
                     "tool_call_id": call.get("id", f"call_{i}"),
                     "content": content,
-                    "_kswarm": {"after_step": prev},
+                    "_kswarm": {"after_step": prev, "tool": row.tool if row else ""},
                 }
             )
         return out

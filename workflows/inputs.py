@@ -172,6 +172,7 @@ class ToolCallInput:
     agent_id: str
     step: int
     index: int
+    tool: str
 
 
 @dataclass

@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
     from kswarm.tools import control as ctl
     from kswarm.workflows.activities import SwarmActivities, agent_id_for
     from kswarm.workflows.inputs import (
-        TASK_QUEUE,
         AgentResult,
         FinishJobInput,
         JobStatus,
@@ -86,7 +85,9 @@ async def _run_tools(
     for ref in step.tool_calls:
         if ref.kind != "tool":
             continue
-        inp = ToolCallInput(job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index)
+        inp = ToolCallInput(
+            job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index, tool=ref.name
+        )
         if ref.local:
             calls.append(
                 workflow.execute_local_activity_method(
@@ -101,7 +102,7 @@ async def _run_tools(
                 workflow.execute_activity_method(
                     SwarmActivities.run_tool,
                     inp,
-                    task_queue=TASK_QUEUE,
+                    task_queue=workflow.info().task_queue,
                     start_to_close_timeout=TOOL_TIMEOUT * 10,
                     heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
                     retry_policy=retry_policy(retry),
@@ -371,7 +372,7 @@ class SwarmWorkflow:
                             retry=spec.retry,
                         ),
                         id=f"swarmjob-{ref_agent}",
-                        task_queue=TASK_QUEUE,
+                        task_queue=workflow.info().task_queue,
                     )
                 except ChildWorkflowError as e:
                     return AgentResult(

@@ -124,5 +124,3 @@ async def serve(
 
 def main() -> None:
     asyncio.run(serve(Settings.from_env()))
-
-

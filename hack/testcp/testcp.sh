@@ -128,21 +128,13 @@ EOF
   mv -f "$dir/kubeconfig.tmp" "$dir/kubeconfig"
 }
 
-cmd_start() {
-  [[ $# -ge 1 ]] || die "usage: testcp.sh start DIR [-- extra kube-apiserver flags]"
-  local dir bin port pid c deadline
-  dir="$(abs_dir "$1")"; shift
-  [[ "${1:-}" == "--" ]] && shift
-  is_running "$dir" && die "already running in $dir (pid $(cat "$dir/pid")); stop it first"
-  command -v openssl >/dev/null || die "openssl is required"
-  command -v curl >/dev/null || die "curl is required"
-  bin="$(cmd_build)"
-
-  rm -rf "$dir/etcd" "$dir/certs"
-  gen_certs "$dir/certs"
-  port="$(free_port)"
-  c="$dir/certs"
-  # Start in its own session, with no inherited stdio, so it outlives the caller.
+# launch DIR BIN PORT [ARGS]: start kube-apiserver and wait for /readyz.
+# Returns 0 when ready, 2 when the port was taken meanwhile; dies on any other failure.
+launch() {
+  local dir="$1" bin="$2" port="$3" c="$1/certs" pid deadline
+  shift 3
+  rm -rf "$dir/etcd"
+  # Own session, no inherited stdio: it outlives the caller and never holds its pipes open.
   setsid "$bin" \
     --etcd-data-dir="$dir/etcd" \
     --bind-address=127.0.0.1 \
@@ -171,8 +163,9 @@ cmd_start() {
   until curl -fsS --max-time 5 --cacert "$c/ca.crt" --cert "$c/admin.crt" --key "$c/admin.key" \
       "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "$dir/apiserver.log" >&2 || true
       rm -f "$dir/pid"
+      grep -q "address already in use" "$dir/apiserver.log" && return 2
+      tail -n 30 "$dir/apiserver.log" >&2 || true
       die "kube-apiserver exited during start; log: $dir/apiserver.log"
     fi
     if ((SECONDS >= deadline)); then
@@ -182,7 +175,27 @@ cmd_start() {
     fi
     sleep 0.5
   done
-  echo "KUBECONFIG=$dir/kubeconfig"
+}
+
+cmd_start() {
+  [[ $# -ge 1 ]] || die "usage: testcp.sh start DIR [-- extra kube-apiserver flags]"
+  local dir bin attempt rc
+  dir="$(abs_dir "$1")"; shift
+  [[ "${1:-}" == "--" ]] && shift
+  is_running "$dir" && die "already running in $dir (pid $(cat "$dir/pid")); stop it first"
+  command -v openssl >/dev/null || die "openssl is required"
+  command -v curl >/dev/null || die "curl is required"
+  bin="$(cmd_build)"
+
+  rm -rf "$dir/certs"
+  gen_certs "$dir/certs"
+  for attempt in 1 2 3; do
+    rc=0
+    launch "$dir" "$bin" "$(free_port)" "$@" || rc=$?
+    [[ $rc -eq 0 ]] && { echo "KUBECONFIG=$dir/kubeconfig"; return; }
+    log "port taken while starting (attempt $attempt); retrying on another port"
+  done
+  die "could not bind a free loopback port; log: $dir/apiserver.log"
 }
 
 cmd_stop() {

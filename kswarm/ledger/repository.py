@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from kswarm.errors import LedgerUnavailable
-from kswarm.ledger import engines, models
+from kswarm.ledger import claims, engines, models, tool_calls, writing
 from kswarm.ledger.records import (
     AgentRecord,
     JobCounters,
@@ -47,6 +47,9 @@ class Ledger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = GroupCommitter(engine, self.masked_url)
+        self._claims = claims.Claims()
+        self._begins = tool_calls.BeginToolCalls(self.dialect)
+        self._finishes = tool_calls.FinishToolCalls(self.dialect)
 
     @classmethod
     async def connect(cls, url: str | None = None, *, migrate: bool = False) -> Ledger:
@@ -86,11 +89,16 @@ class Ledger:
         return mod.insert(table)
 
     async def _read(self, stmt: Any) -> Sequence[Any]:
+        # A session, not a bare connection: only a session turns select(Model) into Model
+        # objects (a connection would hand back the first column of each row).
         try:
-            async with self.engine.connect() as conn:
-                return (await conn.execute(stmt)).all()
-        except (OperationalError, OSError) as e:
-            raise LedgerUnavailable(self.masked_url, str(e).splitlines()[0]) from e
+            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+                return (await session.execute(stmt)).all()
+        except (DBAPIError, OSError) as e:
+            err = writing.translate(self.masked_url, e)
+            if err is e:
+                raise
+            raise err from e
 
     # ------------------------------------------------------------------ jobs
 
@@ -115,10 +123,12 @@ class Ledger:
                 tokens_output=0,
             )
             .on_conflict_do_nothing(index_elements=["uid"])
+            # RETURNING, not rowcount: psycopg reports -1 for this statement.
+            .returning(models.Job.uid)
         )
 
         async def op(conn: AsyncConnection) -> bool:
-            return bool((await conn.execute(stmt)).rowcount)
+            return (await conn.execute(stmt)).first() is not None
 
         return await self._writer.submit(op)
 
@@ -307,57 +317,33 @@ class Ledger:
         counts as deduplicated. A key that is ``pending`` (written by :meth:`record_model_step`,
         budget already reserved) or ``started`` without a result (its worker died) runs as a
         new attempt; ``arguments`` then come back from the ledger.
+
+        Within this process, a key begun by another task that is still alive is a duplicate
+        of a call in flight: this call waits until that task finishes the key (then gets the
+        stored result) or ends without finishing it (then runs as the next attempt).
         """
         k = str(key)
-        now = utcnow()
-        TC, Job = models.ToolCall, models.Job
-
-        async def op(conn: AsyncConnection) -> ToolCallBegin:
-            row = (
-                await conn.execute(
-                    select(TC.status, TC.result, TC.error, TC.attempts, TC.arguments).where(
-                        TC.key == k
-                    )
-                )
-            ).first()
-            if row is None:
-                if max_tool_calls is not None:
-                    reserved = await conn.execute(
-                        update(Job)
-                        .where(Job.uid == key.job_uid, Job.tool_calls_reserved < max_tool_calls)
-                        .values(tool_calls_reserved=Job.tool_calls_reserved + 1)
-                    )
-                    if not reserved.rowcount:
-                        return ToolCallBegin(outcome="budget_exhausted")
-                await conn.execute(
-                    self._insert(TC).values(
-                        key=k,
-                        job_uid=key.job_uid,
-                        agent_id=key.agent_id,
-                        step=key.step,
-                        index=key.index,
-                        call_id=call_id,
-                        tool=tool,
-                        arguments=arguments,
-                        status="started",
-                        attempts=1,
-                        deduplicated=0,
-                        started_at=now,
-                    )
-                )
-                return ToolCallBegin(outcome="run", attempt=1, arguments=arguments)
-            status, result, error, attempts, stored_args = row
-            if status in TERMINAL_TOOL_STATUSES:
-                await conn.execute(
-                    update(TC).where(TC.key == k).values(deduplicated=TC.deduplicated + 1)
-                )
-                return ToolCallBegin(outcome="stored", status=status, result=result, error=error)
-            await conn.execute(
-                update(TC).where(TC.key == k).values(attempts=attempts + 1, status="started")
-            )
-            return ToolCallBegin(outcome="run", attempt=attempts + 1, arguments=stored_args)
-
-        return await self._writer.submit(op)
+        item = tool_calls.BeginItem(
+            key=k,
+            job_uid=key.job_uid,
+            agent_id=key.agent_id,
+            step=key.step,
+            index=key.index,
+            tool=tool,
+            arguments=arguments,
+            call_id=call_id,
+            max_tool_calls=max_tool_calls,
+            now=utcnow(),
+        )
+        claim = await self._claims.acquire(k)
+        try:
+            begin = await self._writer.submit_item(self._begins, item)
+        except BaseException:
+            self._claims.release(k, claim)
+            raise
+        if begin.outcome != "run":
+            self._claims.release(k, claim)
+        return begin
 
     async def finish_tool_call(
         self,
@@ -368,26 +354,23 @@ class Ledger:
         error: str | None = None,
         duration_seconds: float | None = None,
     ) -> None:
-        """Store a tool call's outcome durably; only a call still ``started`` is updated."""
-        stmt = (
-            update(models.ToolCall)
-            .where(
-                models.ToolCall.key == str(key),
-                models.ToolCall.status.in_(("started", "pending")),
-            )
-            .values(
-                status=status,
-                result=result,
-                error=error,
-                finished_at=utcnow(),
-                duration_seconds=duration_seconds,
-            )
+        """Store a tool call's outcome durably; only a call still open is updated.
+
+        An open call is ``started`` or ``pending``; a call already finished keeps its outcome.
+        Once committed, tasks of this process waiting on the same key go on (see
+        :meth:`begin_tool_call`).
+        """
+        k = str(key)
+        item = tool_calls.FinishItem(
+            key=k,
+            status=status,
+            result=result,
+            error=error,
+            duration_seconds=duration_seconds,
+            now=utcnow(),
         )
-
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
-
-        await self._writer.submit(op)
+        await self._writer.submit_item(self._finishes, item)
+        self._claims.release(k)
 
     async def record_model_step(
         self,

@@ -65,12 +65,13 @@ async def prune(ledger: Ledger, older_than: timedelta, *, now: datetime | None =
         async with ledger.engine.begin() as conn:
             for table in _CHILDREN:
                 await conn.execute(delete(table).where(table.job_uid.in_(doomed)))
-            deleted = await conn.execute(delete(Job).where(Job.uid.in_(doomed)))
+            deleted = await conn.execute(delete(Job).where(Job.uid.in_(doomed)).returning(Job.uid))
+            count = len(deleted.all())
     except (OperationalError, OSError) as e:
         raise LedgerUnavailable(ledger.masked_url, _reason(e)) from e
     except DBAPIError as e:
         raise LedgerError(f"ledger database {ledger.masked_url}: prune failed: {_reason(e)}") from e
-    return int(deleted.rowcount or 0)
+    return count
 
 
 async def export_trajectories(ledger: Ledger, job_uid: str) -> AsyncIterator[dict[str, Any]]:

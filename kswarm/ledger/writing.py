@@ -4,42 +4,87 @@ Tool-call results must be durable before an activity returns (exactly-once), yet
 100 sub-agents writes them hundreds at a time. ``GroupCommitter`` queues write operations and
 runs every operation that arrived meanwhile in one transaction, then resolves each caller's
 future. Callers wait for their commit (strict) or enqueue and move on (write-behind, for model
-call attempts). A failed batch is retried one operation per transaction, so one bad operation
-cannot fail its neighbours.
+call attempts).
+
+Two kinds of operation share a batch. A plain operation is a coroutine run on the batch's
+connection, in arrival order. A *coalesced* write (:class:`CoalescedWrite`, e.g. beginning or
+finishing tool calls) hands all its items of the batch to one ``run`` that does the work in a
+few set-based statements: a statement costs about half a millisecond of Python and driver time,
+so a batch of 100 tool calls needs a handful of statements, not hundreds. Operations in one batch
+are concurrent (no caller saw another's commit), so any serial order of them is correct: plain
+operations run first, then each kind of coalesced write in its ``order``.
+
+A batch that fails because the database is unreachable fails every caller at once with
+:class:`LedgerUnavailable` (retryable; retrying operation by operation would wait out the
+connect timeout once per operation). Any other failure is retried one operation per
+transaction, so one bad operation cannot fail its neighbours.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from kswarm.errors import LedgerUnavailable
+from kswarm.errors import LedgerError, LedgerUnavailable
 
-__all__ = ["GroupCommitter", "WriteOp"]
+__all__ = ["CoalescedWrite", "GroupCommitter", "WriteOp", "translate"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 WriteOp = Callable[[AsyncConnection], Awaitable[Any]]
 
 DEFAULT_MAX_BATCH = 512
+DEFAULT_LINGER_S = 0.05
+
+
+class CoalescedWrite(abc.ABC, Generic[ItemT, ResultT]):
+    """A kind of write whose items in one batch run together, in a few statements.
+
+    ``run`` must give the same results as running the items one after another, in some order.
+    """
+
+    order: int = 0
+    """Kinds run in ascending ``order`` after the plain operations of the batch."""
+
+    @abc.abstractmethod
+    async def run(self, conn: AsyncConnection, items: Sequence[ItemT]) -> Sequence[ResultT]:
+        """Apply ``items`` on ``conn`` (inside the batch's transaction); one result per item."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    op: WriteOp | None
+    kind: CoalescedWrite[Any, Any] | None
+    item: Any
+    fut: asyncio.Future[Any] | None
 
 
 class GroupCommitter:
     def __init__(
-        self, engine: AsyncEngine, masked_url: str, *, max_batch: int = DEFAULT_MAX_BATCH
+        self,
+        engine: AsyncEngine,
+        masked_url: str,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        linger_s: float = DEFAULT_LINGER_S,
     ) -> None:
         self._engine = engine
         self._url = masked_url
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any] | None]] = asyncio.Queue()
+        self._linger_s = linger_s
+        self._conn: AsyncConnection | None = None
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._pending_background = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -47,19 +92,26 @@ class GroupCommitter:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ledger-writer")
 
+    def _enqueue(self, pending: _Pending) -> None:
+        self._ensure_running()
+        self._idle.clear()
+        self._queue.put_nowait(pending)
+
     async def submit(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``op`` in the next batch and return its result once committed."""
-        self._ensure_running()
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._idle.clear()
-        self._queue.put_nowait((op, fut))
+        self._enqueue(_Pending(op, None, None, fut))
+        return await fut
+
+    async def submit_item(self, kind: CoalescedWrite[ItemT, ResultT], item: ItemT) -> ResultT:
+        """Add ``item`` to the next batch's run of ``kind``; its result once committed."""
+        fut: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Pending(None, kind, item, fut))
         return await fut
 
     def submit_nowait(self, op: WriteOp) -> None:
         """Queue ``op`` without waiting (write-behind); :meth:`flush` waits for it."""
-        self._ensure_running()
-        self._idle.clear()
-        self._queue.put_nowait((op, None))
+        self._enqueue(_Pending(op, None, None, None))
 
     async def flush(self) -> None:
         if self._task is None:
@@ -73,56 +125,148 @@ class GroupCommitter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._release()
+
+    async def _next(self) -> _Pending:
+        """The next operation; the connection goes back to the pool after a short idle."""
+        if self._conn is None or not self._queue.empty():
+            return await self._queue.get()
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can drop an item that arrives
+        # just as the timeout fires; here the same getter is awaited until it delivers.
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            done, _ = await asyncio.wait({getter}, timeout=self._linger_s)
+            if not done:
+                await self._release()
+            return await getter
+        finally:
+            getter.cancel()
+
+    async def _connection(self) -> AsyncConnection:
+        """The writer's connection, held while batches follow each other closely.
+
+        Checking a connection out costs a round trip (``pool_pre_ping``); a busy writer keeps
+        one. An idle one hands it back, so the next checkout finds out whether the server
+        restarted meanwhile.
+        """
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = await self._engine.connect()
+        return self._conn
+
+    async def _release(self, *, broken: bool = False) -> None:
+        """Hand the connection back; a ``broken`` one is discarded, not pooled."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if broken and not conn.invalidated:
+                    await conn.invalidate()
+                await conn.close()
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
+            batch = [await self._next()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as e:  # a bug in a write: never leave a caller waiting
+                log.exception("ledger writer: batch failed unexpectedly")
+                _fail(batch, e)
             if self._queue.empty():
                 self._idle.set()
 
-    async def _commit(self, batch: list[tuple[WriteOp, asyncio.Future[Any] | None]]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            results: list[Any] = []
-            async with self._engine.begin() as conn:
-                for op, _ in batch:
-                    results.append(await op(conn))
-        except Exception:  # noqa: BLE001 - isolate the failing operation below
-            if len(batch) == 1:
-                await self._commit_one(batch[0])
+            conn = await self._connection()
+            async with conn.begin():
+                results = await _apply(conn, batch)
+        except Exception as e:
+            await self._release(broken=_unreachable(e))
+            if _unreachable(e) or _schema_missing(e):
+                _fail(batch, self._error_for(e), log_behind=True)
                 return
-            for item in batch:
-                await self._commit_one(item)
+            for pending in batch:
+                await self._commit_one(pending)
             return
-        for (_, fut), result in zip(batch, results, strict=True):
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+        for pending, result in zip(batch, results, strict=True):
+            if pending.fut is not None and not pending.fut.done():
+                pending.fut.set_result(result)
 
-    async def _commit_one(self, item: tuple[WriteOp, asyncio.Future[Any] | None]) -> None:
-        op, fut = item
+    async def _commit_one(self, pending: _Pending) -> None:
         try:
-            async with self._engine.begin() as conn:
-                result = await op(conn)
-        except (OperationalError, DBAPIError, OSError) as e:
-            err: Exception = e
-            if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
-                err = LedgerUnavailable(self._url, _short(e))
-            if fut is not None and not fut.done():
-                fut.set_exception(err)
-            else:
-                log.warning("ledger write-behind failed: %s", _short(e))
+            conn = await self._connection()
+            async with conn.begin():
+                (result,) = await _apply(conn, [pending])
+        except Exception as e:
+            await self._release(broken=_unreachable(e))
+            _fail([pending], self._error_for(e), log_behind=True)
             return
-        except Exception as e:  # noqa: BLE001 - handed to the caller
-            if fut is not None and not fut.done():
-                fut.set_exception(e)
-            else:
-                log.warning("ledger write-behind failed: %s", e)
-            return
-        if fut is not None and not fut.done():
-            fut.set_result(result)
+        if pending.fut is not None and not pending.fut.done():
+            pending.fut.set_result(result)
+
+    def _error_for(self, e: Exception) -> Exception:
+        return translate(self._url, e)
+
+
+async def _apply(conn: AsyncConnection, batch: Sequence[_Pending]) -> list[Any]:
+    """Run a batch on ``conn``: plain operations in order, then each coalesced kind."""
+    results: list[Any] = [None] * len(batch)
+    kinds: dict[int, tuple[CoalescedWrite[Any, Any], list[int]]] = {}
+    for i, pending in enumerate(batch):
+        if pending.kind is None:
+            assert pending.op is not None
+            results[i] = await pending.op(conn)
+        else:
+            kinds.setdefault(id(pending.kind), (pending.kind, []))[1].append(i)
+    for kind, indexes in sorted(kinds.values(), key=lambda entry: entry[0].order):
+        out = await kind.run(conn, [batch[i].item for i in indexes])
+        for i, result in zip(indexes, out, strict=True):
+            results[i] = result
+    return results
+
+
+def _fail(batch: Sequence[_Pending], err: Exception, *, log_behind: bool = False) -> None:
+    for pending in batch:
+        if pending.fut is not None:
+            if not pending.fut.done():
+                pending.fut.set_exception(err)
+        elif log_behind:
+            log.warning("ledger write-behind failed: %s", err)
+
+
+def translate(masked_url: str, e: Exception) -> Exception:
+    """What a caller sees for ``e``: kswarm's errors for a database away or not migrated.
+
+    Other errors (a constraint violated by one write) come back unchanged.
+    """
+    if _schema_missing(e):
+        return LedgerError(
+            f"ledger database {masked_url} has no ledger tables ({_short(e)}); "
+            "run: kswarm db upgrade"
+        )
+    if _unreachable(e):
+        return LedgerUnavailable(masked_url, _short(e))
+    return e
+
+
+def _schema_missing(e: BaseException) -> bool:
+    orig = getattr(e, "orig", None) or e
+    if getattr(orig, "sqlstate", None) == "42P01":  # PostgreSQL: undefined_table
+        return True
+    return "no such table" in str(orig)
+
+
+def _unreachable(e: BaseException) -> bool:
+    """Whether ``e`` says the database cannot be reached (rather than refusing one write).
+
+    Besides SQLAlchemy's errors, the driver's own: ``pg_statements`` runs on the psycopg
+    connection directly, and psycopg raises ``psycopg.OperationalError`` when it is cut off.
+    """
+    if isinstance(e, OperationalError | OSError | TimeoutError):
+        return True
+    if isinstance(e, DBAPIError):
+        return bool(e.connection_invalidated)
+    return any(cls.__name__ == "OperationalError" for cls in type(e).__mro__)
 
 
 def _short(e: BaseException) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_INITIAL_INTERVAL",
     "DEFAULT_MAXIMUM_INTERVAL",
     "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_RETRY_AFTER_CAP",
     "DEFAULT_RETRY_POLICY",
     "RateLimiter",
     "RetryPolicy",
@@ -32,6 +33,7 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_INITIAL_INTERVAL = 1.0
 DEFAULT_BACKOFF_COEFFICIENT = 2.0
 DEFAULT_MAXIMUM_INTERVAL = 30.0
+DEFAULT_RETRY_AFTER_CAP = 120.0
 JITTER_KINDS = ("full", "none")
 
 Clock = Callable[[], float]
@@ -53,7 +55,9 @@ class RetryPolicy:
     backoff_coefficient: float = DEFAULT_BACKOFF_COEFFICIENT
     """Growth of the ceiling from one retry to the next."""
     maximum_interval: float = DEFAULT_MAXIMUM_INTERVAL
-    """Cap on any delay, ``Retry-After`` included."""
+    """Cap on the backoff delay."""
+    retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP
+    """Longest server ``Retry-After`` honoured; a longer one is cut to this."""
     jitter: str = "full"
     """``full``: wait a uniform random time between 0 and the ceiling; ``none``: the ceiling."""
 
@@ -96,12 +100,12 @@ class RetryPolicy:
         """Seconds to wait before retry ``retry_number``.
 
         The server's ``Retry-After`` is a floor: the delay is never shorter than what the replica
-        asked for, but it is capped by ``maximum_interval`` like any other delay.
+        asked for (up to ``retry_after_cap``), even when that exceeds ``maximum_interval``.
         """
         ceiling = self.ceiling(retry_number)
         wait = (rng or random).uniform(0.0, ceiling) if self.jitter == "full" else ceiling
         if retry_after is not None and retry_after > wait:
-            wait = min(retry_after, self.maximum_interval)
+            wait = min(retry_after, self.retry_after_cap)
         return wait
 
 

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+GROUP_SPREAD = 2
+"""Replicas one group of a ``group/member`` prefix key is spread over."""
+
 
 def _weight(key: str, url: str) -> int:
     digest = hashlib.blake2b(f"{key}\0{url}".encode(), digest_size=8).digest()
@@ -48,8 +51,18 @@ def _weight(key: str, url: str) -> int:
 
 
 def rendezvous_order(key: str, replicas: Sequence[ReplicaState]) -> list[ReplicaState]:
-    """Replicas in the order ``key`` prefers them (highest random weight first)."""
-    return sorted(replicas, key=lambda r: _weight(key, r.url), reverse=True)
+    """Replicas in the order ``key`` prefers them (highest random weight first).
+
+    A key ``group/member`` (e.g. ``job-7/agent-3``) keeps a group on its ``GROUP_SPREAD`` first
+    replicas and places each member on one of them: the group's shared prefix is cached on a few
+    replicas only, while each member's own history stays on one, and the group's load is split.
+    """
+    group, _, member = key.partition("/")
+    order = sorted(replicas, key=lambda r: _weight(group, r.url), reverse=True)
+    if not member:
+        return order
+    head = sorted(order[:GROUP_SPREAD], key=lambda r: _weight(key, r.url), reverse=True)
+    return head + order[GROUP_SPREAD:]
 
 
 class Router:

@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from kswarm.tools.corpus import ATTRIBUTES
-from kswarm.tools.tasks import ResearchTask, parse_task, subtask_text
+from kswarm.tools.tasks import ResearchTask, answer_rows, parse_task, subtask_text
 
 __all__ = ["CALLS_PER_STEP", "SEARCH_STEPS", "extract_facts", "scripted_behaviour"]
 
@@ -103,12 +103,7 @@ def _rows(results: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for batch in results:
         for child in batch:
-            try:
-                data = json.loads(str(child.get("answer") or ""))
-            except ValueError:
-                continue
-            items = data if isinstance(data, list) else [data]
-            rows.extend(r for r in items if isinstance(r, dict) and r.get("entity"))
+            rows.extend(r for r in answer_rows(str(child.get("answer") or "")) if r.get("entity"))
     return rows
 
 

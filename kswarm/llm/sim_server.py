@@ -21,7 +21,6 @@ import hashlib
 import json
 import random
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -46,8 +45,14 @@ def error_response(
     status: int, message: str, *, headers: dict[str, str] | None = None
 ) -> web.Response:
     """An error in vLLM's shape: ``{"error": {"message", "type", "param", "code"}}``."""
-    body = {"error": {"message": message, "type": _ERROR_TYPES.get(status, "Error"),
-                      "param": None, "code": status}}  # fmt: skip
+    body = {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "Error"),
+            "param": None,
+            "code": status,
+        }
+    }
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -88,8 +93,15 @@ class SimService:
     async def models(self, request: web.Request) -> web.Response:
         model = self.config.model
         created = int(time.time())
-        card = {"id": model, "object": "model", "created": created, "owned_by": "vllm",
-                "root": model, "parent": None, "max_model_len": self.config.max_model_len}  # fmt: skip
+        card = {
+            "id": model,
+            "object": "model",
+            "created": created,
+            "owned_by": "vllm",
+            "root": model,
+            "parent": None,
+            "max_model_len": self.config.max_model_len,
+        }
         return web.json_response({"object": "list", "data": [card]})
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -111,9 +123,13 @@ class SimService:
             return kind if seen < int(times) else None
         cfg = self.config
         draw = self._faults.random()
-        for kind, rate in (("503", cfg.fail_503_rate), ("500", cfg.fail_500_rate),
-                           ("429", cfg.fail_429_rate), ("hang", cfg.hang_rate),
-                           ("slow", cfg.slow_rate)):  # fmt: skip
+        for kind, rate in (
+            ("503", cfg.fail_503_rate),
+            ("500", cfg.fail_500_rate),
+            ("429", cfg.fail_429_rate),
+            ("hang", cfg.hang_rate),
+            ("slow", cfg.slow_rate),
+        ):
             if draw < rate:
                 return kind
             draw -= rate
@@ -130,21 +146,8 @@ class SimService:
             fault = self._fault(body, chat.messages_json)
         except protocol.InvalidRequest as e:
             return error_response(400, str(e))
-        if fault == "503":
-            after = self.config.retry_after_seconds
-            headers = {"Retry-After": _seconds(after)} if after is not None else None
-            return error_response(503, "The server is overloaded (simulated).", headers=headers)
-        if fault == "500":
-            return error_response(500, "Internal server error (simulated).")
-        if fault == "429":
-            after = _seconds(self.config.rate_limit_retry_after_seconds)
-            return error_response(429, "Too many requests (simulated).", headers={"Retry-After": after})
-        if fault == "hang":
-            try:
-                await asyncio.wait_for(self.closing.wait(), self.config.hang_cap_seconds)
-            except TimeoutError:
-                return error_response(504, "The request hung (simulated).")
-            return error_response(503, "The server is shutting down.")
+        if fault in ("503", "500", "429", "hang"):
+            return await self._fail(fault)
 
         digest = hashlib.blake2b(chat.messages_json.encode(), digest_size=8).digest()
         rng = random.Random(self.config.seed * (1 << 64) + int.from_bytes(digest, "big"))
@@ -162,7 +165,26 @@ class SimService:
             self.engine.abort(sim)
             raise
         extra = self._extra(model_seconds, received)
-        return web.json_response(answer.completion(chat, sim.cached_tokens, sim.prompt_tokens, extra))
+        return web.json_response(
+            answer.completion(chat, sim.cached_tokens, sim.prompt_tokens, extra)
+        )
+
+    async def _fail(self, fault: str) -> web.Response:
+        cfg = self.config
+        if fault == "503":
+            after = cfg.retry_after_seconds
+            headers = {"Retry-After": _seconds(after)} if after is not None else None
+            return error_response(503, "The server is overloaded (simulated).", headers=headers)
+        if fault == "429":
+            headers = {"Retry-After": _seconds(cfg.rate_limit_retry_after_seconds)}
+            return error_response(429, "Too many requests (simulated).", headers=headers)
+        if fault == "hang":
+            try:
+                await asyncio.wait_for(self.closing.wait(), cfg.hang_cap_seconds)
+            except TimeoutError:
+                return error_response(504, "The request hung (simulated).")
+            return error_response(503, "The server is shutting down.")
+        return error_response(500, "Internal server error (simulated).")
 
     async def _stretch(self, model_seconds: float, slow: bool) -> float:
         """The scaled modelled seconds, after waiting out a slow tail's extra time."""
@@ -194,12 +216,18 @@ class SimService:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        stream_id = f"chatcmpl-{uuid.uuid4().hex}"
+        stream_id = protocol.completion_id()
         created = int(time.time())
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            chunk = {"id": stream_id, "object": "chat.completion.chunk", "created": created,
-                     "model": chat.model, "choices": choices, **extra}  # fmt: skip
+            chunk = {
+                "id": stream_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": chat.model,
+                "choices": choices,
+                **extra,
+            }
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         def delta(d: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:

@@ -80,7 +80,8 @@ def parse_task(text: str) -> ResearchTask | None:
 def answer_rows(answer: str) -> list[dict[str, Any]]:
     """Rows of a JSON answer: a list of objects, an object, or JSON inside text."""
     text = answer.strip()
-    for candidate in (text, text[text.find("[") : text.rfind("]") + 1]):
+    lines = [ln.strip() for ln in reversed(text.splitlines()) if ln.strip()]
+    for candidate in (text, text[text.find("[") : text.rfind("]") + 1], *lines):
         try:
             data = json.loads(candidate)
         except (ValueError, TypeError):

@@ -1,0 +1,206 @@
+"""How much latency the simulator adds on top of what it models, at 1,000 concurrent requests.
+
+The simulator is only useful if its answers arrive when its cost model says they should: every
+benchmark that compares routers or swarms against it would otherwise measure Python. This starts
+one simulated replica in its own process (as ``kswarm sim`` runs), opens 1,000 keep-alive
+connections, fires 1,000 chat requests at once from this process, and compares, per request, the
+modelled seconds the simulator reports (``kswarm.model_seconds``, queueing included) with
+
+* ``server``: from the handler's start to the answer being built (``kswarm.wall_seconds``): how
+  precisely the engine keeps its own schedule;
+* ``end to end``: what this client waited, HTTP stack, both event loops and this load generator
+  included (the strict figure, and the one the target applies to).
+
+Added latency is ``sum(measured - modelled) / sum(modelled)``; the target is under 5 %. For
+scale, the same load is also sent to a ``floor`` server: bare aiohttp that parses the body and
+sleeps the simulator's mean modelled time, i.e. what the HTTP stack alone adds on this machine.
+
+    python bench/bench_simulator.py [--requests 1000] [--time-scales 1.0,0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROMPT_WORDS = 200
+OUTPUT_TOKENS = (50, 250)
+TARGET_PERCENT = 5.0
+
+
+def sized_output(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """The bench behaviour: a short answer charged a random number of output tokens."""
+    tokens = rng.randint(*OUTPUT_TOKENS)
+    return {"role": "assistant", "content": "ok", "kswarm_output_tokens": tokens}
+
+
+def serve(port: int, time_scale: float) -> None:
+    from kswarm.llm import simulator
+    from kswarm.llm.sim_config import SimConfig
+
+    asyncio.run(simulator.serve(port, SimConfig(time_scale=time_scale, behaviour=sized_output)))
+
+
+def serve_floor(port: int, seconds: float) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        received = time.perf_counter()
+        await request.json()
+        await asyncio.sleep(seconds)
+        wall = time.perf_counter() - received
+        return web.json_response({"kswarm": {"model_seconds": seconds, "wall_seconds": wall}})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", answer)
+        app.router.add_get("/health", lambda _: web.Response())  # type: ignore[arg-type,return-value]
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """This script in server mode, in its own process; its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    return f"http://127.0.0.1:{port}", process
+
+
+async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):
+        try:
+            async with http.get(url + "/health") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def bodies(n: int, salt: int) -> list[bytes]:
+    """Distinct request bodies, encoded before the clock starts."""
+    out = []
+    for i in range(n):
+        words = " ".join(f"w{(i * 7919 + k * salt) % 10007}" for k in range(PROMPT_WORDS))
+        message = {"role": "user", "content": f"{salt}:{i} {words}"}
+        out.append(json.dumps({"model": "kswarm-sim", "messages": [message]}).encode())
+    return out
+
+
+async def one(http: aiohttp.ClientSession, url: str, body: bytes) -> dict[str, float]:
+    headers = {"Content-Type": "application/json"}
+    t0 = time.perf_counter()
+    async with http.post(url + "/v1/chat/completions", data=body, headers=headers) as response:
+        response.raise_for_status()
+        answer = await response.json()
+    latency = time.perf_counter() - t0
+    extra = answer["kswarm"]
+    return {"latency": latency, "model": extra["model_seconds"], "server": extra["wall_seconds"]}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def measure(url: str, requests: int) -> dict[str, float]:
+    """Fire ``requests`` at once, after a warm-up round that opens the connections."""
+    connector = aiohttp.TCPConnector(limit=requests + 10)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await wait_healthy(http, url)
+        await asyncio.gather(*(one(http, url, b) for b in bodies(requests, 3)))
+        load = bodies(requests, 5)
+        t0 = time.perf_counter()
+        rows = await asyncio.gather(*(one(http, url, b) for b in load))
+        makespan = time.perf_counter() - t0
+    modelled = sum(r["model"] for r in rows)
+    server_added = [r["server"] - r["model"] for r in rows]
+    e2e_added = [r["latency"] - r["model"] for r in rows]
+    return {
+        "makespan_seconds": makespan,
+        "modelled_mean_seconds": modelled / len(rows),
+        "modelled_max_seconds": max(r["model"] for r in rows),
+        "server_added_percent": 100 * sum(server_added) / modelled,
+        "server_added_p99_ms": 1000 * percentile(server_added, 99),
+        "e2e_added_percent": 100 * sum(e2e_added) / modelled,
+        "e2e_added_p50_ms": 1000 * statistics.median(e2e_added),
+        "e2e_added_p99_ms": 1000 * percentile(e2e_added, 99),
+    }
+
+
+def run(mode: str, value: float, requests: int) -> dict[str, float]:
+    url, process = start_server(mode, str(value))
+    try:
+        return asyncio.run(measure(url, requests))
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--time-scales", default="1.0,0.1")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("server_args", nargs="*", help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.serve:
+        mode, value = ns.server_args
+        (serve if mode == "sim" else serve_floor)(ns.serve, float(value))
+        return 0
+    runs = []
+    for scale in (float(s) for s in ns.time_scales.split(",")):
+        sim = run("sim", scale, ns.requests)
+        floor = run("floor", sim["modelled_mean_seconds"], ns.requests)
+        runs.append(
+            {"time_scale": scale, "requests": ns.requests, "simulator": sim, "floor": floor}
+        )
+        verdict = "met" if sim["e2e_added_percent"] < TARGET_PERCENT else "NOT MET"
+        print(
+            f"time scale {scale:g}, {ns.requests} concurrent requests: modelled mean "
+            f"{sim['modelled_mean_seconds']:.2f} s, max {sim['modelled_max_seconds']:.2f} s, "
+            f"makespan {sim['makespan_seconds']:.2f} s\n"
+            f"  server side (engine schedule):  +{sim['server_added_percent']:.2f} %  "
+            f"(p99 +{sim['server_added_p99_ms']:.0f} ms)\n"
+            f"  end to end:                     +{sim['e2e_added_percent']:.2f} %  "
+            f"(p50 +{sim['e2e_added_p50_ms']:.0f} ms, p99 +{sim['e2e_added_p99_ms']:.0f} ms)  "
+            f"target < {TARGET_PERCENT:g} %: {verdict}\n"
+            f"  floor (bare aiohttp, same load): p50 +{floor['e2e_added_p50_ms']:.0f} ms, "
+            f"p99 +{floor['e2e_added_p99_ms']:.0f} ms"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "bench_simulator.json"
+    out.write_text(json.dumps({"target_percent": TARGET_PERCENT, "runs": runs}, indent=2) + "\n")
+    print(f"wrote bench/results/{out.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Spawning, stages and critical steps on the real Temporal dev server, checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+from engine_support import StackFactory, example
+
+from kswarm.llm.scripts import SEARCH_STEPS
+from kswarm.tools.tasks import parse_task
+
+QUICK = example("quickstart")
+ITEMS = len(parse_task(QUICK["spec"]["task"]).items)  # type: ignore[union-attr]
+SUB_STEPS = SEARCH_STEPS + 1  # searching steps, then the answer
+
+
+async def test_swarm_spawns_one_subagent_per_item_and_counts_critical_steps(
+    make_stack: StackFactory,
+) -> None:
+    async with make_stack() as stack:
+        inp = stack.job(QUICK)
+        result = await stack.run(inp)
+        counters = await stack.ledger.job_counters(inp.uid)
+        agents = await stack.ledger.list_agents(inp.uid)
+        job = await stack.ledger.get_job(inp.uid)
+
+    assert result.phase == "Succeeded", result.reason
+    # Stage 1: the orchestrator spawns 4 sub-agents, each takes 3 search steps + 1 answer step.
+    # Stage 2: the orchestrator finishes. Hand-computed: (1 + 4) + (1 + 0) = 6.
+    assert [(s.main_steps, s.max_subagent_steps, s.subagents) for s in result.stages] == [
+        (1, SUB_STEPS, ITEMS),
+        (1, 0, 0),
+    ]
+    assert result.critical_steps == 1 + SUB_STEPS + 1
+    assert result.total_steps == 2 + ITEMS * SUB_STEPS
+    assert result.speedup == pytest.approx(result.total_steps / result.critical_steps, rel=1e-3)
+    assert result.subagents_spawned == result.subagents_succeeded == ITEMS
+    assert result.quality == 1.0
+    # Every sub-agent made 5 parallel searches in each of its 3 search steps, recorded once.
+    assert counters.by_tool["search"] == ITEMS * SEARCH_STEPS * 5
+    assert counters.llm_calls == result.total_steps
+    subagents = [a for a in agents if a.role == "subagent"]
+    assert len(subagents) == ITEMS and all(a.steps == SUB_STEPS for a in subagents)
+    assert (
+        job is not None and job.phase == "Succeeded" and job.critical_steps == result.critical_steps
+    )
+
+
+async def test_single_mode_is_one_agent_whose_every_step_is_critical(
+    make_stack: StackFactory,
+) -> None:
+    async with make_stack() as stack:
+        result = await stack.run(stack.job(QUICK, mode="single"))
+    assert result.phase == "Succeeded", result.reason
+    assert result.subagents_spawned == 0
+    # 3 search steps per company, then one answer step.
+    assert result.total_steps == ITEMS * SEARCH_STEPS + 1
+    assert result.critical_steps == result.total_steps
+    assert result.speedup == 1.0
+    assert result.quality == 1.0
+
+
+async def test_serial_orchestrator_spawns_one_stage_per_item(make_stack: StackFactory) -> None:
+    async with make_stack() as stack:
+        result = await stack.run(stack.job(QUICK, orchestrator__profile="serial"))
+    assert result.phase == "Succeeded", result.reason
+    assert [s.subagents for s in result.stages] == [1] * ITEMS + [0]
+    assert result.critical_steps == ITEMS * (1 + SUB_STEPS) + 1
+    assert result.quality == 1.0
+
+
+async def test_deep_research_follows_the_chain_one_hop_per_stage(make_stack: StackFactory) -> None:
+    from kswarm.tools.corpus import default_corpus
+
+    deep = example("deep-research")
+    start = parse_task(deep["spec"]["task"]).chain_start  # type: ignore[union-attr]
+    hops = len(default_corpus().chain(str(start)))
+    async with make_stack() as stack:
+        result = await stack.run(stack.job(deep))
+    assert result.phase == "Succeeded", result.reason
+    assert [s.subagents for s in result.stages] == [1] * hops + [0]
+    assert result.quality == 1.0
+    # Nothing runs in parallel: the swarm's critical path is all of its steps.
+    assert result.speedup == 1.0

@@ -1,0 +1,115 @@
+"""Pool config: the document shape, the errors that name the field, the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kswarm.errors import ConfigError
+from kswarm.llm import PoolNotFound
+from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools, load_pools_file
+
+
+def pool_doc(**changes: Any) -> dict[str, Any]:
+    pool: dict[str, Any] = {
+        "name": "default",
+        "model": "kswarm-sim",
+        "replicas": ["http://127.0.0.1:8001", "http://127.0.0.1:8002"],
+    }
+    pool.update(changes)
+    return {"pools": [pool]}
+
+
+def test_loads_every_field_of_a_pool() -> None:
+    registry = load_pools(
+        pool_doc(
+            maxConcurrency=8,
+            rateLimit={"requestsPerSecond": 5},
+            router="least-load",
+            requestTimeoutSeconds=30,
+            apiKey="secret",
+        )
+    )
+    pool = registry.get("default")
+    assert pool.replicas == ("http://127.0.0.1:8001", "http://127.0.0.1:8002")
+    assert pool.max_concurrency == 8
+    assert pool.requests_per_second == 5
+    assert pool.router == "least-load"
+    assert pool.request_timeout_seconds == 30
+    assert pool.api_key == "secret"
+    assert "secret" not in repr(pool)
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    pool = load_pools(pool_doc()).get("default")
+    assert pool.max_concurrency == 64
+    assert pool.requests_per_second is None
+    assert pool.router == "prefix-affinity"
+    assert pool.request_timeout_seconds == 120
+    assert pool.connect_timeout_seconds == 5
+
+
+def test_names_its_task_queue_after_the_pool() -> None:
+    assert load_pools(pool_doc()).get("default").task_queue == "kswarm-pool-default"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"replicas": []}, "pools[0].replicas", id="no-replicas"),
+        pytest.param({"replicas": ["localhost:1"]}, "pools[0].replicas[0]", id="not-a-url"),
+        pytest.param({"replicas": ["http://h:1/v1"]}, "pools[0].replicas[0]", id="with-v1"),
+        pytest.param({"maxConcurrency": 0}, "pools[0].maxConcurrency", id="concurrency"),
+        pytest.param(
+            {"rateLimit": {"requestsPerSecond": -1}},
+            "pools[0].rateLimit.requestsPerSecond",
+            id="rate",
+        ),
+        pytest.param({"router": "random"}, "pools[0].router", id="router"),
+        pytest.param(
+            {"requestTimeoutSeconds": "soon"}, "pools[0].requestTimeoutSeconds", id="timeout"
+        ),
+        pytest.param({"model": ""}, "pools[0].model", id="model"),
+        pytest.param({"replica": "x"}, "pools[0].replica", id="unknown-field"),
+    ],
+)
+def test_refuses_a_bad_field_and_names_it(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_pools(pool_doc(**changes))
+    assert str(e.value).startswith(f"{field}:")
+
+
+def test_refuses_two_pools_of_the_same_name() -> None:
+    doc = pool_doc()
+    doc["pools"].append(dict(doc["pools"][0]))
+    with pytest.raises(ConfigError, match="two pools are named 'default'"):
+        load_pools(doc)
+
+
+def test_get_of_an_unknown_pool_names_the_known_ones() -> None:
+    registry = load_pools(pool_doc())
+    with pytest.raises(PoolNotFound, match="known pools: default"):
+        registry.get("gpu")
+    assert "default" in registry and len(registry) == 1
+
+
+def test_reads_a_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "pools.yaml"
+    path.write_text(
+        "pools:\n"
+        "  - name: big\n"
+        "    model: llama\n"
+        "    replicas: [http://10.0.0.1:8000]\n"
+        "    rateLimit: {requestsPerSecond: 2.5}\n"
+    )
+    registry = load_pools_file(str(path))
+    assert registry.get("big").requests_per_second == 2.5
+    assert [p.name for p in registry] == ["big"]
+
+
+def test_a_pool_built_in_code_is_checked_too() -> None:
+    with pytest.raises(ConfigError, match="router"):
+        PoolConfig(name="p", model="m", replicas=("http://h:1",), router="sticky")
+    assert PoolRegistry([PoolConfig(name="p", model="m", replicas=("http://h:1",))]).names == ("p",)
