@@ -5,7 +5,8 @@ prompt and tool definitions, and each agent's own conversation grows call after 
 prefix cache skips the prefill of a prefix it has already seen, but only on the replica that saw
 it. This runs the same workload under both policies against fresh simulated replicas (in their
 own process): 100 agents in 10 jobs, each job with a 6,000-token system prompt, each agent making
-4 streamed calls with a 2,000-token tool result between them; ``prefix_key`` is the job. Two
+4 streamed calls with a 2,000-token tool result between them; ``prefix_key`` is
+``job-J/agent-A`` by default (see ``kswarm.llm.router.rendezvous_order``). Two
 arrival patterns: ``burst`` (all 100 agents start at once, fixed 0.5 s tools: every round is a
 100-way burst) and ``staggered`` (a job starts every 2 s, tools take 0.2 to 2 s). It prints, per
 pattern,
@@ -14,7 +15,7 @@ pattern,
 * throughput (calls per second), prefix-affinity / round-robin (target >= 1.0),
 * calls served by the busiest replica / the mean, under prefix-affinity (target <= 1.5).
 
-    python bench/bench_router.py [--time-scale 1.0] [--rounds 4]
+    python bench/bench_router.py [--key job/agent|job|agent] [--time-scale 1.0] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -100,9 +101,18 @@ def text(tokens: int, seed: str) -> str:
     return " ".join(words)[: tokens * 4]
 
 
+def routing_key(kind: str, job: int, index: int) -> str:
+    """``job``: one key per job; ``agent``: one per agent; ``job/agent``: a group key (a job
+    spread over two replicas, each agent sticking to one of them)."""
+    return {"job": f"job-{job}", "agent": f"job-{job}-agent-{index}"}.get(
+        kind, f"job-{job}/agent-{index}"
+    )
+
+
 async def agent(
     client: LLMClient,
     pool: PoolConfig,
+    key: str,
     scenario: Scenario,
     job: int,
     index: int,
@@ -118,7 +128,9 @@ async def agent(
     calls = []
     retry = RetryPolicy(initial_interval=0.05)
     for r in range(rounds):
-        request = ChatRequest(messages=messages, tools=TOOLS, stream=True, prefix_key={"job": f"job-{job}", "agent": f"job-{job}-agent-{index}"}.get(os.environ.get("KEYMODE", "job"), f"job-{job}/agent-{index}"))
+        request = ChatRequest(
+            messages=messages, tools=TOOLS, stream=True, prefix_key=routing_key(key, job, index)
+        )
         result = await client.chat(pool, request, retry=retry)
         calls.append(
             {
@@ -139,14 +151,14 @@ async def agent(
 
 
 async def run_policy(
-    urls: list[str], policy: str, scenario: Scenario, rounds: int, scale: float
+    urls: list[str], policy: str, key: str, scenario: Scenario, rounds: int, scale: float
 ) -> dict[str, Any]:
     pool = PoolConfig(name="bench", model="kswarm-sim", replicas=tuple(urls), router=policy)
     client = LLMClient()
     t0 = time.perf_counter()
     per_agent = await asyncio.gather(
         *(
-            agent(client, pool, scenario, job, index, rounds, scale)
+            agent(client, pool, key, scenario, job, index, rounds, scale)
             for job in range(JOBS)
             for index in range(AGENTS_PER_JOB)
         )
@@ -205,7 +217,7 @@ async def wait_ready(urls: list[str]) -> None:
 
 
 def measure(
-    policy: str, scenario: Scenario, rounds: int, scale: float, gpu_blocks: int
+    policy: str, key: str, scenario: Scenario, rounds: int, scale: float, gpu_blocks: int
 ) -> dict[str, Any]:
     base = free_ports(REPLICAS)
     urls = [f"http://127.0.0.1:{base + i}" for i in range(REPLICAS)]
@@ -225,7 +237,7 @@ def measure(
     )
     try:
         asyncio.run(wait_ready(urls))
-        return asyncio.run(run_policy(urls, policy, scenario, rounds, scale))
+        return asyncio.run(run_policy(urls, policy, key, scenario, rounds, scale))
     finally:
         process.terminate()
         process.wait(10)
@@ -235,6 +247,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--key", choices=("job/agent", "job", "agent"), default="job/agent")
     parser.add_argument("--gpu-blocks", type=int, default=SimConfig().num_gpu_blocks)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -248,7 +261,7 @@ def main() -> int:
     }
     results = []
     for scenario in SCENARIOS:
-        args = (scenario, ns.rounds, ns.time_scale, ns.gpu_blocks)
+        args = (ns.key, scenario, ns.rounds, ns.time_scale, ns.gpu_blocks)
         affinity = measure("prefix-affinity", *args)
         robin = measure("round-robin", *args)
         figures = {
@@ -277,6 +290,7 @@ def main() -> int:
         "time_scale": ns.time_scale,
         "rounds": ns.rounds,
         "gpu_blocks": ns.gpu_blocks,
+        "prefix_key": ns.key,
         "targets": targets,
         "scenarios": results,
     }

@@ -273,7 +273,12 @@ class SwarmActivities:
         try:
             async with _heartbeating():
                 return await self._model_step(inp)
-        except (KswarmError, LLMError) as e:
+        except LLMError as e:
+            # The client has already retried as the job's retry policy says.
+            raise ApplicationError(
+                f"{type(e).__name__}: {e}", type=type(e).__name__, non_retryable=True
+            ) from e
+        except KswarmError as e:
             raise _application_error(e) from e
 
     async def _model_step(self, inp: ModelStepInput) -> ModelStepResult:

@@ -14,11 +14,12 @@ stage with no sub-agents. Budgets end the job with a reason; cancellation reache
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from kswarm.spec import RetrySpec
@@ -168,12 +169,14 @@ class SubagentWorkflow:
                     result.budget_exhausted = r.budget_exhausted
                     final_turn = True
             result.status = "Succeeded"
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as e:
+            if not is_cancelled_exception(e):
+                result.status, result.error = "Failed", str(e.cause or e)
+                await _ledger(SwarmActivities.finish_agent, result)
+                return result
             result.status = "Cancelled"
             await _ledger(SwarmActivities.finish_agent, result)
-            raise
-        except ActivityError as e:
-            result.status, result.error = "Failed", str(e.cause or e)
+            raise asyncio.CancelledError from e
         await _ledger(SwarmActivities.finish_agent, result)
         return result
 
@@ -225,11 +228,12 @@ class SwarmWorkflow:
                 )
             try:
                 await main
-            except asyncio.CancelledError:
-                if reason is None:
-                    raise
-            except ActivityError as e:
-                phase, reason = "Failed", f"ModelCallFailed: {e.cause or e}"
+            except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as e:
+                if reason is None:  # not cancelled by our own deadline
+                    if isinstance(e, asyncio.CancelledError) or is_cancelled_exception(e):
+                        raise asyncio.CancelledError from e
+                    cause = getattr(e, "cause", None) or e
+                    phase, reason = "Failed", f"ModelCallFailed: {cause}"
             if reason is None and self._budget is not None:
                 limit = getattr(spec.limits, _LIMIT_FIELDS[self._budget])
                 phase, reason = (
@@ -240,6 +244,8 @@ class SwarmWorkflow:
                 phase, reason = "Failed", self._reason
         except asyncio.CancelledError:
             main.cancel()
+            with contextlib.suppress(BaseException):
+                await main  # let every child finish its cancellation first
             await self._finish(
                 inp, agent_id, "Cancelled", "Cancelled: the job was cancelled", started
             )
@@ -375,6 +381,8 @@ class SwarmWorkflow:
                         task_queue=workflow.info().task_queue,
                     )
                 except ChildWorkflowError as e:
+                    if is_cancelled_exception(e):
+                        raise
                     return AgentResult(
                         agent_id=ref_agent,
                         status="Failed",

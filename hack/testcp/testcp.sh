@@ -224,11 +224,17 @@ cmd_status() {
   if is_running "$1"; then echo "running (pid $(cat "$1/pid"))"; else echo "stopped"; return 1; fi
 }
 
-case "${1:-}" in
-  build) shift; cmd_build "$@" ;;
-  path) bin="$(binary_path)"; echo "$bin"; [[ -x "$bin" ]] ;;
-  start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
-  status) shift; cmd_status "$@" ;;
-  *) die "usage: testcp.sh {build|path|start DIR [-- ARGS]|stop DIR|status DIR}" ;;
-esac
+main() {
+  case "${1:-}" in
+    build) shift; cmd_build "$@" ;;
+    path) local bin; bin="$(binary_path)"; echo "$bin"; [[ -x "$bin" ]] ;;
+    start) shift; cmd_start "$@" ;;
+    stop) shift; cmd_stop "$@" ;;
+    status) shift; cmd_status "$@" ;;
+    *) die "usage: testcp.sh {build|path|start DIR [-- ARGS]|stop DIR|status DIR}" ;;
+  esac
+}
+
+# One line, so bash has read the whole file before running anything: editing (or checking
+# out) this script while a long build runs cannot change what the running copy does.
+main "$@"; exit $?

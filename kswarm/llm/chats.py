@@ -46,7 +46,8 @@ class ChatRequest:
     extra_body: dict[str, Any] = field(default_factory=dict)
     """Extra top-level fields sent as they are (vLLM sampling options, simulator faults)."""
     prefix_key: str | None = None
-    """Routing key: calls sharing a long prompt prefix (one job, one agent) should share it."""
+    """Routing key: calls sharing a long prompt prefix should share it. For swarms use
+    ``"<job>/<agent>"``: the job's prefix is cached on two replicas, each agent sticks to one."""
 
     def body(self, default_model: str) -> dict[str, Any]:
         """The JSON body of ``POST /v1/chat/completions``."""

@@ -5,7 +5,10 @@ vLLM's prefix cache skips the prefill of a prefix it has seen. ``prefix-affinity
 therefore sends a ``prefix_key`` to the same replica every time, by rendezvous hashing (every
 process agrees without talking, and removing a replica moves only its own keys). Stickiness must
 not pile a whole swarm onto one replica, so a bounded-load rule applies: a replica whose load
-reaches ``ceil(c * mean_load) + 1`` spills the request to the key's next choice.
+reaches ``ceil(c * mean_load) + 1`` spills the request to the key's next choice. A key of the
+form ``group/member`` (``job-7/agent-3``) is the better one for swarms: the job's shared prefix
+lives on two replicas instead of one (twice the capacity for its burst of sub-agents), and each
+agent's own growing conversation stays on one of them.
 
 ``least-load`` ignores the key and scores replicas from their ``/metrics``; ``round-robin``
 cycles. All policies skip ejected replicas (see :mod:`kswarm.llm.replicas`) and replicas at the

@@ -218,6 +218,9 @@ def _work(body: dict[str, Any], task: ResearchTask | None, rng: random.Random) -
     for i in range(CALLS_PER_STEP):
         a = attrs[(sub * CALLS_PER_STEP + i) % len(attrs)]
         calls.append(_call("search", {"query": f"{entity} {_KEYWORDS[a]}", "k": 3}, rng, i))
+    if "write_note" in _tool_names(body):
+        note = {"text": f"searched {entity}, step {sub + 1}"}
+        calls.append(_call("write_note", note, rng, len(calls)))
     thought = _thought(rng, f"Searching for {entity}.")
     return {"role": "assistant", "content": f"{content}\n{thought}".strip(), "tool_calls": calls}
 

@@ -25,6 +25,11 @@ async def _write_note(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     folder = notes_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{ctx.job_uid}.jsonl"
+    if ctx.attempt > 1 and path.exists():
+        # A retried call (its worker died after the effect): deduplicate by the key.
+        with path.open(encoding="utf-8") as fh:
+            if any(json.loads(line).get("key") == ctx.key for line in fh if line.strip()):
+                return {"written": False, "key": ctx.key, "duplicate": True}
     line = json.dumps({"key": ctx.key, "attempt": ctx.attempt, "text": str(args["text"])})
     with path.open("a", encoding="utf-8") as fh:
         fh.write(line + "\n")

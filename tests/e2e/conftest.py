@@ -63,6 +63,12 @@ class ControlPlane:
         return proc
 
 
+def _tail(text: str, lines: int = 40) -> str:
+    """The last lines of a tool's stderr, without Go's module download chatter."""
+    kept = [ln for ln in text.splitlines() if not ln.startswith("go: downloading ")]
+    return "\n".join(kept[-lines:])
+
+
 def _run_testcp(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(TESTCP), *args],
@@ -93,7 +99,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     kubectl_bin = _kubectl_binary()
     build = _run_testcp("build", timeout=BUILD_TIMEOUT_S)
     if build.returncode != 0:
-        pytest.fail(f"building the test control plane failed:\n{build.stderr[-4000:]}")
+        pytest.fail(f"building the test control plane failed:\n{_tail(build.stderr)}")
 
     workdir = tmp_path_factory.mktemp("testcp")
     start = _run_testcp("start", str(workdir), timeout=300)
@@ -101,7 +107,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         log = workdir / "apiserver.log"
         tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
         pytest.fail(
-            f"testcp start failed (exit {start.returncode}):\n{start.stderr[-4000:]}\n"
+            f"testcp start failed (exit {start.returncode}):\n{_tail(start.stderr)}\n"
             f"apiserver.log tail:\n{tail}"
         )
     cp = ControlPlane(dir=workdir, kubeconfig=workdir / "kubeconfig", kubectl_bin=kubectl_bin)

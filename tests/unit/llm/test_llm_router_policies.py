@@ -175,3 +175,17 @@ async def test_all_replicas_ejected_raises_replica_unavailable() -> None:
         replica.eject(0.0, r.settings)
     with pytest.raises(ReplicaUnavailable, match="all 4 replicas"):
         await r.acquire(None)
+
+
+async def test_a_group_key_spreads_a_group_over_two_replicas_and_keeps_each_member_home() -> None:
+    r = router("prefix-affinity")
+    homes: dict[str, set[str]] = collections.defaultdict(set)
+    for _ in range(3):
+        for agent in range(20):
+            url = await r.acquire(f"job-1/agent-{agent}")
+            r.release(url, "ok")
+            homes[f"agent-{agent}"].add(url)
+    assert all(len(urls) == 1 for urls in homes.values()), "each agent sticks to one replica"
+    used = set().union(*homes.values())
+    assert len(used) == 2
+    assert used == {s.url for s in rendezvous_order("job-1", r.replicas)[:2]}
