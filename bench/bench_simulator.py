@@ -12,8 +12,9 @@ modelled seconds the simulator reports (``kswarm.model_seconds``, queueing inclu
   included (the strict figure, and the one the target applies to).
 
 Added latency is ``sum(measured - modelled) / sum(modelled)``; the target is under 5 %. For
-scale, the same load is also sent to a ``floor`` server: bare aiohttp that parses the body and
-sleeps the simulator's mean modelled time, i.e. what the HTTP stack alone adds on this machine.
+scale, the same load is then sent to a ``floor`` server: bare aiohttp that parses the body and
+sleeps exactly the modelled time the simulator gave that same request, i.e. what the HTTP stack
+alone adds on this machine under the same completion profile.
 
     python bench/bench_simulator.py [--requests 1000] [--time-scales 1.0,0.1]
 """
@@ -55,10 +56,10 @@ def serve(port: int, time_scale: float) -> None:
     asyncio.run(simulator.serve(port, SimConfig(time_scale=time_scale, behaviour=sized_output)))
 
 
-def serve_floor(port: int, seconds: float) -> None:
+def serve_floor(port: int) -> None:
     async def answer(request: web.Request) -> web.Response:
         received = time.perf_counter()
-        await request.json()
+        seconds = (await request.json())["sleep"]
         await asyncio.sleep(seconds)
         wall = time.perf_counter() - received
         return web.json_response({"kswarm": {"model_seconds": seconds, "wall_seconds": wall}})
@@ -104,13 +105,18 @@ async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
     raise RuntimeError("server did not start")
 
 
-def bodies(n: int, salt: int) -> list[bytes]:
-    """Distinct request bodies, encoded before the clock starts."""
+def bodies(n: int, salt: int, sleeps: list[float] | None = None) -> list[bytes]:
+    """Distinct request bodies, encoded before the clock starts (``sleep``: for the floor)."""
     out = []
     for i in range(n):
         words = " ".join(f"w{(i * 7919 + k * salt) % 10007}" for k in range(PROMPT_WORDS))
-        message = {"role": "user", "content": f"{salt}:{i} {words}"}
-        out.append(json.dumps({"model": "kswarm-sim", "messages": [message]}).encode())
+        body: dict[str, Any] = {
+            "model": "kswarm-sim",
+            "messages": [{"role": "user", "content": f"{salt}:{i} {words}"}],
+        }
+        if sleeps is not None:
+            body["sleep"] = sleeps[i]
+        out.append(json.dumps(body).encode())
     return out
 
 
@@ -130,13 +136,14 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def measure(url: str, requests: int) -> dict[str, float]:
+async def measure(url: str, requests: int, sleeps: list[float] | None) -> dict[str, Any]:
     """Fire ``requests`` at once, after a warm-up round that opens the connections."""
     connector = aiohttp.TCPConnector(limit=requests + 10)
     async with aiohttp.ClientSession(connector=connector) as http:
         await wait_healthy(http, url)
-        await asyncio.gather(*(one(http, url, b) for b in bodies(requests, 3)))
-        load = bodies(requests, 5)
+        warm = [0.0] * requests if sleeps is not None else None
+        await asyncio.gather(*(one(http, url, b) for b in bodies(requests, 3, warm)))
+        load = bodies(requests, 5, sleeps)
         t0 = time.perf_counter()
         rows = await asyncio.gather(*(one(http, url, b) for b in load))
         makespan = time.perf_counter() - t0
@@ -152,13 +159,15 @@ async def measure(url: str, requests: int) -> dict[str, float]:
         "e2e_added_percent": 100 * sum(e2e_added) / modelled,
         "e2e_added_p50_ms": 1000 * statistics.median(e2e_added),
         "e2e_added_p99_ms": 1000 * percentile(e2e_added, 99),
+        "modelled": [r["model"] for r in rows],
     }
 
 
-def run(mode: str, value: float, requests: int) -> dict[str, float]:
-    url, process = start_server(mode, str(value))
+def run(requests: int, time_scale: float | None, sleeps: list[float] | None) -> dict[str, Any]:
+    """Against the simulator (``time_scale``) or the floor server (``sleeps``)."""
+    url, process = start_server(*(["sim", str(time_scale)] if sleeps is None else ["floor"]))
     try:
-        return asyncio.run(measure(url, requests))
+        return asyncio.run(measure(url, requests, sleeps))
     finally:
         process.terminate()
         process.wait(10)
@@ -172,13 +181,16 @@ def main() -> int:
     parser.add_argument("server_args", nargs="*", help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.serve:
-        mode, value = ns.server_args
-        (serve if mode == "sim" else serve_floor)(ns.serve, float(value))
+        if ns.server_args[0] == "sim":
+            serve(ns.serve, float(ns.server_args[1]))
+        else:
+            serve_floor(ns.serve)
         return 0
     runs = []
     for scale in (float(s) for s in ns.time_scales.split(",")):
-        sim = run("sim", scale, ns.requests)
-        floor = run("floor", sim["modelled_mean_seconds"], ns.requests)
+        sim = run(ns.requests, scale, None)
+        floor = run(ns.requests, None, sim.pop("modelled"))
+        floor.pop("modelled")
         runs.append(
             {"time_scale": scale, "requests": ns.requests, "simulator": sim, "floor": floor}
         )

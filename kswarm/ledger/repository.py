@@ -47,14 +47,6 @@ class Ledger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = GroupCommitter(engine, self.masked_url)
-        # PostgreSQL: finishes commit on a writer of their own, beside the begins. They touch
-        # only rows of calls in flight, which no begin of this process touches meanwhile (see
-        # claims). SQLite has one writer at a time anyway: one committer.
-        self._finish_writer = (
-            GroupCommitter(engine, self.masked_url)
-            if self.dialect == "postgresql"
-            else self._writer
-        )
         self._claims = claims.Claims()
         self._begins = tool_calls.BeginToolCalls(self.dialect)
         self._finishes = tool_calls.FinishToolCalls(self.dialect)
@@ -84,15 +76,11 @@ class Ledger:
 
     async def close(self) -> None:
         await self._writer.close()
-        if self._finish_writer is not self._writer:
-            await self._finish_writer.close()
         await self.engine.dispose()
 
     async def flush(self) -> None:
         """Wait until every write-behind record is committed."""
         await self._writer.flush()
-        if self._finish_writer is not self._writer:
-            await self._finish_writer.flush()
 
     # ------------------------------------------------------------------ helpers
 
@@ -381,7 +369,7 @@ class Ledger:
             duration_seconds=duration_seconds,
             now=utcnow(),
         )
-        await self._finish_writer.submit_item(self._finishes, item)
+        await self._writer.submit_item(self._finishes, item)
         self._claims.release(k)
 
     async def record_model_step(

@@ -165,6 +165,7 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             batch = [await self._next()]
+            await asyncio.sleep(0)  # callers woken with this one enqueue too: a fuller batch
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
