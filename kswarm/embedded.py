@@ -102,7 +102,7 @@ async def embedded_stack(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if pools_file:
-                pools, sims = load_pools_file(pools_file), []
+                pools, sims = load_pools_file(pools_file), list[Any]()
             else:
                 pools, sims = await stack.enter_async_context(_sim_pool(sim or SimOptions()))
             server = await stack.enter_async_context(start_dev_server(run_dir))

@@ -117,7 +117,8 @@ class SwarmJobSpec:
 
     def to_manifest_spec(self) -> dict[str, Any]:
         """The camelCase ``spec`` object of a manifest (inverse of :func:`parse_manifest`)."""
-        return _camelize(dataclasses.asdict(self))
+        spec: dict[str, Any] = _camelize(dataclasses.asdict(self))
+        return spec
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,9 @@ from temporalio.exceptions import ApplicationError
 
 from kswarm.errors import KswarmError, ToolError
 from kswarm.ledger import AgentRecord, Ledger, ModelCallRecord, StageRecord, ToolCallKey
-from kswarm.llm.client import Attempt, ChatRequest, LLMClient, RetryPolicy
+from kswarm.llm.chats import Attempt, ChatRequest
+from kswarm.llm.client import LLMClient
+from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.errors import LLMError
 from kswarm.llm.pools import PoolRegistry
 from kswarm.tools import ToolContext, ToolRegistry, validate_arguments

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -43,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 __all__ = ["SubagentWorkflow", "SwarmWorkflow"]
+
+T = TypeVar("T")
 
 MODEL_STEP_TIMEOUT = timedelta(minutes=15)
 MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
@@ -112,9 +116,9 @@ async def _run_tools(
     return list(await asyncio.gather(*calls))
 
 
-async def _ledger(fn: object, *args: object) -> object:
+async def _ledger(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return await workflow.execute_local_activity(
-        fn,  # type: ignore[arg-type]
+        fn,
         args=list(args),
         start_to_close_timeout=LEDGER_TIMEOUT,
         retry_policy=LEDGER_RETRY,
@@ -171,7 +175,7 @@ class SubagentWorkflow:
             result.status = "Succeeded"
         except (asyncio.CancelledError, ActivityError) as e:
             if not is_cancelled_exception(e):
-                result.status, result.error = "Failed", str(e.cause or e)
+                result.status, result.error = "Failed", str(getattr(e, "cause", None) or e)
                 await _ledger(SwarmActivities.finish_agent, result)
                 return result
             result.status = "Cancelled"
@@ -278,7 +282,7 @@ class SwarmWorkflow:
                 subagents_succeeded=s.subagents_succeeded,
                 subagents_failed=s.subagents_failed,
             ),
-        )  # type: ignore[misc]
+        )
         return SwarmJobResult(
             name=inp.name,
             uid=inp.uid,

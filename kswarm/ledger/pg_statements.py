@@ -10,13 +10,14 @@ small batch. Errors are psycopg's own (``psycopg.OperationalError`` and so on).
 
 ``BEGIN_AT_ONCE`` does the common begin in one statement, for the items of one job that share
 one budget: it locks the keys that exist, counts stored results as deduplicated, reopens the
-open ones as their next attempt, reserves budget for all the new keys at once (only when all of
-them fit) and inserts them. When the budget does not fit all of them, it inserts none of them
-and says so (no ``budget`` row); the caller then reserves them one by one.
+open ones as their next attempt, and, when the job has room for all the new keys, inserts them
+and reserves budget for those inserted. When the budget does not fit all of them, it inserts
+none of them and says so (no ``room`` row); the caller then reserves them one by one.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,12 +25,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = ["BEGIN_AT_ONCE", "FINISH", "INSERT_STARTED", "execute"]
 
 
-async def execute(conn: AsyncConnection, sql: str, params: dict[str, Any]) -> list[Any]:
-    """Run ``sql`` (psycopg ``%(name)s`` parameters) in ``conn``'s transaction; its rows."""
+async def execute(
+    conn: AsyncConnection, sql: str, params: dict[str, Any], *, autocommit: bool = False
+) -> list[Any]:
+    """Run ``sql`` (psycopg ``%(name)s`` parameters) on ``conn``; its rows.
+
+    By default inside ``conn``'s transaction. With ``autocommit`` (``conn`` must be idle, no
+    transaction open) the statement commits on its own: one round trip where a transaction
+    costs three (BEGIN, the statement, COMMIT). One statement is atomic by itself.
+    """
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
-    cursor = await driver.execute(sql, params)
-    return list(await cursor.fetchall()) if cursor.description is not None else []
+    if not autocommit:
+        cursor = await driver.execute(sql, params)
+        return list(await cursor.fetchall()) if cursor.description is not None else []
+    await driver.set_autocommit(True)
+    try:
+        cursor = await driver.execute(sql, params)
+        return list(await cursor.fetchall()) if cursor.description is not None else []
+    finally:
+        with contextlib.suppress(Exception):  # a broken connection: keep the first error
+            await driver.set_autocommit(False)
 
 
 # Items travel as one JSON array: one json.dumps in C and one parameter, where an array per
@@ -81,26 +97,36 @@ BEGIN_AT_ONCE = f"""
     new AS (
         SELECT count(*) AS n FROM input WHERE key NOT IN (SELECT key FROM existing)
     ),
-    budget AS (
-        UPDATE jobs SET tool_calls_reserved = jobs.tool_calls_reserved + new.n
-        FROM new
-        WHERE jobs.uid = %(job)s AND new.n > 0 AND CAST(%(max)s AS integer) IS NOT NULL
-          AND jobs.tool_calls_reserved + new.n <= CAST(%(max)s AS integer)
-        RETURNING jobs.uid
+    room AS (
+        SELECT jobs.uid FROM jobs, new
+        WHERE jobs.uid = %(job)s
+          AND (CAST(%(max)s AS integer) IS NULL
+               OR jobs.tool_calls_reserved + new.n <= CAST(%(max)s AS integer))
+        FOR UPDATE OF jobs
     ),
     inserted AS (
         {_INSERT_FROM_INPUT}
-        WHERE i.key NOT IN (SELECT key FROM existing)
-          AND (CAST(%(max)s AS integer) IS NULL OR EXISTS (SELECT 1 FROM budget))
+        WHERE i.key NOT IN (SELECT key FROM existing) AND EXISTS (SELECT 1 FROM room)
         ON CONFLICT (key) DO NOTHING
         RETURNING key
+    ),
+    budget AS (
+        UPDATE jobs
+        SET tool_calls_reserved = jobs.tool_calls_reserved + (SELECT count(*) FROM inserted)
+        WHERE jobs.uid = %(job)s AND CAST(%(max)s AS integer) IS NOT NULL
+          AND EXISTS (SELECT 1 FROM inserted)
+        RETURNING jobs.uid
     )
     SELECT 'existing' AS kind, key, status, attempts, result, error, arguments FROM existing
     UNION ALL SELECT 'inserted', key, NULL, NULL, NULL, NULL, NULL FROM inserted
-    UNION ALL SELECT 'budget', uid, NULL, NULL, NULL, NULL, NULL FROM budget
+    UNION ALL SELECT 'room', uid, NULL, NULL, NULL, NULL, NULL FROM room
 """
-"""Begin items of job ``job`` with budget ``max`` (or none) at once. Rows: ``existing`` (the
-state before), ``inserted``, and ``budget`` when the new keys' budget was reserved."""
+"""Begin items of job ``job`` with budget ``max`` (or none) at once, atomically on its own.
+
+Rows: ``existing`` (each known key's state before), ``inserted``, and ``room`` when the job
+had room for every new key (then a new key neither existing nor inserted was inserted by
+another writer meanwhile). Budget is reserved for the keys actually inserted.
+"""
 
 FINISH = """
     UPDATE tool_calls

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kswarm.errors import LedgerError
 from kswarm.ledger import models, pg_statements
 from kswarm.ledger.records import ToolCallBegin
-from kswarm.ledger.writing import CoalescedWrite
+from kswarm.ledger.writing import CoalescedWrite, unreachable
 
 __all__ = ["BeginItem", "BeginToolCalls", "FinishItem", "FinishToolCalls"]
 
@@ -94,7 +94,7 @@ class FinishToolCalls(CoalescedWrite[FinishItem, None]):
     )
 
     def __init__(self, dialect: str) -> None:
-        self._postgres = dialect == "postgresql"
+        self._postgres = self.commits_itself = dialect == "postgresql"
 
     async def run(self, conn: AsyncConnection, items: Sequence[FinishItem]) -> list[None]:
         if not self._postgres:
@@ -111,28 +111,35 @@ class FinishToolCalls(CoalescedWrite[FinishItem, None]):
             ]
             await conn.execute(self._many, params)
             return [None] * len(items)
+        await self._finish_pg(conn, items, autocommit=False)
+        return [None] * len(items)
+
+    async def run_committed(
+        self, conn: AsyncConnection, items: Sequence[FinishItem]
+    ) -> list[None | Exception]:
+        """PostgreSQL: one statement that commits on its own."""
+        await self._finish_pg(conn, items, autocommit=True)
+        return [None] * len(items)
+
+    async def _finish_pg(
+        self, conn: AsyncConnection, items: Sequence[FinishItem], *, autocommit: bool
+    ) -> None:
         # One row per key: the first finish of a key wins, as it would one after another.
         firsts = list({it.key: it for it in reversed(items)}.values())
-        await pg_statements.execute(
-            conn,
-            pg_statements.FINISH,
+        rows = [
             {
-                "items": json.dumps(
-                    [
-                        {
-                            "key": it.key,
-                            "status": it.status,
-                            "result": it.result,
-                            "error": it.error,
-                            "finished_at": it.now.isoformat(),
-                            "duration": it.duration_seconds,
-                        }
-                        for it in firsts
-                    ]
-                )
-            },
+                "key": it.key,
+                "status": it.status,
+                "result": it.result,
+                "error": it.error,
+                "finished_at": it.now.isoformat(),
+                "duration": it.duration_seconds,
+            }
+            for it in firsts
+        ]
+        await pg_statements.execute(
+            conn, pg_statements.FINISH, {"items": json.dumps(rows)}, autocommit=autocommit
         )
-        return [None] * len(items)
 
 
 class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
@@ -155,7 +162,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
     )
 
     def __init__(self, dialect: str) -> None:
-        self._postgres = dialect == "postgresql"
+        self._postgres = self.commits_itself = dialect == "postgresql"
         self._sqlite_insert = (
             sqlite.insert(TOOL_CALLS)
             .on_conflict_do_nothing(index_elements=["key"])
@@ -163,30 +170,60 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
         )
 
     async def run(self, conn: AsyncConnection, items: Sequence[BeginItem]) -> list[ToolCallBegin]:
-        results: list[ToolCallBegin | None] = [None] * len(items)
-        first: dict[str, int] = {}
-        repeats: list[int] = []  # the same key twice in a batch: after the first, one by one
-        for i, it in enumerate(items):
-            if it.key in first:
-                repeats.append(i)
-            else:
-                first[it.key] = i
-        distinct = list(first.values())
+        results: list[ToolCallBegin | Exception | None] = [None] * len(items)
+        distinct, repeats = _distinct(items)
         if self._postgres:
-            distinct = await self._begin_groups_at_once(conn, items, distinct, results)
+            distinct = await self._at_once(conn, items, distinct, results, autocommit=False)
         await self._begin(conn, items, distinct, results)
         for i in repeats:
             await self._begin(conn, items, [i], results)
-        done = [r for r in results if r is not None]
-        assert len(done) == len(items)
-        return done
+        return [r for r in results if isinstance(r, ToolCallBegin)]
 
-    async def _begin_groups_at_once(
+    async def run_committed(
+        self, conn: AsyncConnection, items: Sequence[BeginItem]
+    ) -> list[ToolCallBegin | Exception]:
+        """PostgreSQL: :data:`BEGIN_AT_ONCE` committing on its own, the rest in a transaction.
+
+        Items the statement leaves (a budget running out, keys raced in, a key twice) go on
+        in one transaction; if that fails, one transaction each, so an error stays with the
+        item that caused it.
+        """
+        results: list[ToolCallBegin | Exception | None] = [None] * len(items)
+        distinct, repeats = _distinct(items)
+        try:
+            left = await self._at_once(conn, items, distinct, results, autocommit=True)
+        except Exception as e:
+            if any(r is not None for r in results) and unreachable(e):
+                return [e if r is None else r for r in results]
+            if not any(r is not None for r in results):
+                raise  # nothing committed: the writer decides
+            left = [i for i in distinct if results[i] is None]
+        rest = left + repeats
+        try:
+            async with conn.begin():
+                await self._begin(conn, items, left, results)
+                for i in repeats:
+                    await self._begin(conn, items, [i], results)
+        except Exception as e:
+            for i in rest:
+                results[i] = e
+            if not unreachable(e):
+                for i in rest:
+                    try:
+                        async with conn.begin():
+                            await self._begin(conn, items, [i], results)
+                    except Exception as one:
+                        results[i] = one
+        return [r if r is not None else LedgerError("tool call not begun") for r in results]
+
+    async def _at_once(
         self,
         conn: AsyncConnection,
         items: Sequence[BeginItem],
         indexes: list[int],
-        results: list[ToolCallBegin | None],
+        results: list[ToolCallBegin | Exception | None],
+        *,
+        autocommit: bool,
     ) -> list[int]:
         """PostgreSQL: one statement per job and budget; the items left for :meth:`_begin`."""
         groups: dict[tuple[str, int | None], list[int]] = {}
@@ -198,18 +235,15 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
                 conn,
                 pg_statements.BEGIN_AT_ONCE,
                 {**_input([items[i] for i in group]), "job": job, "max": limit},
+                autocommit=autocommit,
             )
             existing: dict[str, tuple[Any, ...]] = {}
             inserted: set[str] = set()
-            budgeted = False
             for kind, key, *state in rows:
                 if kind == "existing":
                     existing[key] = (key, *state)
                 elif kind == "inserted":
                     inserted.add(key)
-                else:
-                    budgeted = True
-            raced = 0
             for i in group:
                 key = items[i].key
                 if key in existing:
@@ -220,9 +254,6 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
                     )
                 else:  # over the budget, or inserted by another process meanwhile
                     left.append(i)
-                    raced += budgeted
-            if raced:
-                await conn.execute(self._reserve, {"u": job, "n": -raced})
         return left
 
     async def _begin(
@@ -230,7 +261,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
         conn: AsyncConnection,
         items: Sequence[BeginItem],
         indexes: list[int],
-        results: list[ToolCallBegin | None],
+        results: list[ToolCallBegin | Exception | None],
     ) -> None:
         """Begin distinct keys; keys raced in by another process are retried as existing."""
         if not indexes:
@@ -260,7 +291,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
         items: Sequence[BeginItem],
         indexes: list[int],
         rows: dict[str, Any],
-        results: list[ToolCallBegin | None],
+        results: list[ToolCallBegin | Exception | None],
     ) -> None:
         """Stored results come back (deduplicated); open calls run as their next attempt."""
         stored: list[str] = []
@@ -286,7 +317,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
         conn: AsyncConnection,
         items: Sequence[BeginItem],
         indexes: list[int],
-        results: list[ToolCallBegin | None],
+        results: list[ToolCallBegin | Exception | None],
     ) -> list[int]:
         """Reserve budget and insert new keys; return those someone else inserted first."""
         if not indexes:
@@ -377,6 +408,18 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
         if reserved > added:
             await conn.execute(self._reserve, {"u": uid, "n": reserved - added})
         return granted
+
+
+def _distinct(items: Sequence[BeginItem]) -> tuple[list[int], list[int]]:
+    """Indexes of each key's first item, and of the items that repeat a key of the batch."""
+    first: dict[str, int] = {}
+    repeats: list[int] = []
+    for i, it in enumerate(items):
+        if it.key in first:
+            repeats.append(i)
+        else:
+            first[it.key] = i
+    return list(first.values()), repeats
 
 
 def _from_existing(row: Sequence[Any]) -> ToolCallBegin:

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kswarm.errors import LedgerError, LedgerUnavailable
 
-__all__ = ["CoalescedWrite", "GroupCommitter", "WriteOp", "translate"]
+__all__ = ["CoalescedWrite", "GroupCommitter", "WriteOp", "translate", "unreachable"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,9 +56,22 @@ class CoalescedWrite(abc.ABC, Generic[ItemT, ResultT]):
     order: int = 0
     """Kinds run in ascending ``order`` after the plain operations of the batch."""
 
+    commits_itself: bool = False
+    """Whether :meth:`run_committed` may run this kind's items outside the batch's transaction."""
+
     @abc.abstractmethod
     async def run(self, conn: AsyncConnection, items: Sequence[ItemT]) -> Sequence[ResultT]:
         """Apply ``items`` on ``conn`` (inside the batch's transaction); one result per item."""
+
+    async def run_committed(
+        self, conn: AsyncConnection, items: Sequence[ItemT]
+    ) -> Sequence[ResultT | Exception]:
+        """Apply and commit ``items`` on the idle ``conn``, in as few round trips as it can.
+
+        Raises only when nothing was committed. Once part of the work is committed, an error
+        comes back in the place of each item it concerns, so that no item runs twice.
+        """
+        raise NotImplementedError
 
 
 @dataclass(slots=True)
@@ -177,13 +190,51 @@ class GroupCommitter:
                 self._idle.set()
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        alone = [p for p in batch if p.kind is not None and p.kind.commits_itself]
+        together = [p for p in batch if p.kind is None or not p.kind.commits_itself]
+        if together:
+            await self._commit_together(together)
+        kinds: dict[int, list[_Pending]] = {}
+        for p in alone:
+            kinds.setdefault(id(p.kind), []).append(p)
+        for pendings in sorted(
+            kinds.values(), key=lambda ps: ps[0].kind.order if ps[0].kind else 0
+        ):
+            await self._commit_alone(pendings)
+
+    async def _commit_alone(self, pendings: list[_Pending]) -> None:
+        """Items of one self-committing kind; see :meth:`CoalescedWrite.run_committed`."""
+        kind = pendings[0].kind
+        assert kind is not None
+        try:
+            conn = await self._connection()
+            results = await kind.run_committed(conn, [p.item for p in pendings])
+        except Exception as e:  # nothing committed
+            await self._release(broken=unreachable(e))
+            if unreachable(e) or _schema_missing(e):
+                _fail(pendings, self._error_for(e))
+                return
+            for pending in pendings:
+                await self._commit_one(pending)
+            return
+        if any(isinstance(r, Exception) and unreachable(r) for r in results):
+            await self._release(broken=True)
+        for pending, result in zip(pendings, results, strict=True):
+            if pending.fut is None or pending.fut.done():
+                continue
+            if isinstance(result, Exception):
+                pending.fut.set_exception(self._error_for(result))
+            else:
+                pending.fut.set_result(result)
+
+    async def _commit_together(self, batch: list[_Pending]) -> None:
         try:
             conn = await self._connection()
             async with conn.begin():
                 results = await _apply(conn, batch)
         except Exception as e:
-            await self._release(broken=_unreachable(e))
-            if _unreachable(e) or _schema_missing(e):
+            await self._release(broken=unreachable(e))
+            if unreachable(e) or _schema_missing(e):
                 _fail(batch, self._error_for(e), log_behind=True)
                 return
             for pending in batch:
@@ -199,7 +250,7 @@ class GroupCommitter:
             async with conn.begin():
                 (result,) = await _apply(conn, [pending])
         except Exception as e:
-            await self._release(broken=_unreachable(e))
+            await self._release(broken=unreachable(e))
             _fail([pending], self._error_for(e), log_behind=True)
             return
         if pending.fut is not None and not pending.fut.done():
@@ -245,7 +296,7 @@ def translate(masked_url: str, e: Exception) -> Exception:
             f"ledger database {masked_url} has no ledger tables ({_short(e)}); "
             "run: kswarm db upgrade"
         )
-    if _unreachable(e):
+    if unreachable(e):
         return LedgerUnavailable(masked_url, _short(e))
     return e
 
@@ -257,7 +308,7 @@ def _schema_missing(e: BaseException) -> bool:
     return "no such table" in str(orig)
 
 
-def _unreachable(e: BaseException) -> bool:
+def unreachable(e: BaseException) -> bool:
     """Whether ``e`` says the database cannot be reached (rather than refusing one write).
 
     Besides SQLAlchemy's errors, the driver's own: ``pg_statements`` runs on the psycopg

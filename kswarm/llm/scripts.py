@@ -179,7 +179,7 @@ def _notes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _recent_results(messages: list[dict[str, Any]]) -> list[str]:
-    texts = []
+    texts: list[str] = []
     for m in messages:
         if m.get("role") == "tool":
             try:

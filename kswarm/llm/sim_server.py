@@ -200,8 +200,6 @@ class SimService:
             "model_seconds": model_seconds,
             "replica": self.replica_id,
             "wall_seconds": time.perf_counter() - received,
-            "received_at": time.time() - (time.perf_counter() - received),
-            "sent_at": time.time(),
         }
 
     async def _stream(

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up and pass every check on a fresh machine: install into .venv, start the real services the
+# tests need (one throwaway PostgreSQL cluster; the tests start the Temporal dev server, the test
+# control plane and headless Chromium themselves), then lint, types, import layers and pytest.
+# Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "install into .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+step "headless Chromium for the dashboard test"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "chromium is missing: install Debian's package 'chromium'" >&2
+    exit 1
+  fi
+fi
+
+step "test control plane (kube-apiserver + etcd, built once and cached outside the repo)"
+bash hack/testcp/testcp.sh build
+
+step "PostgreSQL"
+pgdir=$(mktemp -d)
+cleanup() { bash hack/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+KSWARM_TEST_POSTGRES_URL=$(bash hack/pg.sh start "$pgdir")
+export KSWARM_TEST_POSTGRES_URL
+
+step "lint, types, import layers"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+bash hack/typecheck.sh
+
+step "tests"
+export KSWARM_HOME=${KSWARM_HOME:-$(mktemp -d)}
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
