@@ -116,7 +116,7 @@ class FinishToolCalls(CoalescedWrite[FinishItem, None]):
 
     async def run_committed(
         self, conn: AsyncConnection, items: Sequence[FinishItem]
-    ) -> list[None | Exception]:
+    ) -> list[Exception | None]:
         """PostgreSQL: one statement that commits on its own."""
         await self._finish_pg(conn, items, autocommit=True)
         return [None] * len(items)
@@ -192,28 +192,27 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
         distinct, repeats = _distinct(items)
         try:
             left = await self._at_once(conn, items, distinct, results, autocommit=True)
-        except Exception as e:
-            if any(r is not None for r in results) and unreachable(e):
-                return [e if r is None else r for r in results]
-            if not any(r is not None for r in results):
+        except Exception:
+            if all(r is None for r in results):
                 raise  # nothing committed: the writer decides
-            left = [i for i in distinct if results[i] is None]
+            left = [i for i in distinct if results[i] is None]  # the failed group's items
         rest = left + repeats
-        try:
-            async with conn.begin():
-                await self._begin(conn, items, left, results)
-                for i in repeats:
-                    await self._begin(conn, items, [i], results)
-        except Exception as e:
-            for i in rest:
-                results[i] = e
-            if not unreachable(e):
-                for i in rest:
-                    try:
-                        async with conn.begin():
-                            await self._begin(conn, items, [i], results)
-                    except Exception as one:
-                        results[i] = one
+        if rest:
+            try:
+                async with conn.begin():
+                    await self._begin(conn, items, left, results)
+                    for i in repeats:
+                        await self._begin(conn, items, [i], results)
+            except Exception as e:
+                for i in rest:  # rolled back: whatever was decided for them did not happen
+                    results[i] = e
+                if not unreachable(e):
+                    for i in rest:
+                        try:
+                            async with conn.begin():
+                                await self._begin(conn, items, [i], results)
+                        except Exception as one:
+                            results[i] = one
         return [r if r is not None else LedgerError("tool call not begun") for r in results]
 
     async def _at_once(
