@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import socket
 import statistics
@@ -130,7 +129,6 @@ def main() -> int:
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)],
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     try:
         figures = asyncio.run(measure(f"http://127.0.0.1:{port}", ns.calls))

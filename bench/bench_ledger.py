@@ -74,6 +74,7 @@ async def phase(
     await ledger.upsert_job(uid=job, namespace="bench", name=job, mode="swarm", spec={})
     begins: list[float] = []
     finishes: list[float] = []
+    per_call: list[float] = []
 
     async def writer(w: int) -> None:
         agent = f"{job}/sub-{w}"
@@ -86,7 +87,8 @@ async def phase(
             begin = await ledger.begin_tool_call(
                 key, tool="search", arguments={"q": f"query {w}-{i}"}, max_tool_calls=budget
             )
-            begins.append(time.perf_counter() - t0)
+            began = time.perf_counter() - t0
+            begins.append(began)
             assert begin.outcome == "run", begin
             if tool_s:
                 await asyncio.sleep(rng.uniform(0.5, 1.5) * tool_s)
@@ -94,14 +96,15 @@ async def phase(
             await ledger.finish_tool_call(
                 key, status="succeeded", result={"hits": [w, i]}, duration_seconds=tool_s
             )
-            finishes.append(time.perf_counter() - t1)
+            finished = time.perf_counter() - t1
+            finishes.append(finished)
+            per_call.append(began + finished)
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(writer(w) for w in range(writers)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     counters = await ledger.job_counters(job)
     assert counters.tool_calls_total == writers * keys, counters
-    per_call = [b + f for b, f in zip(begins, finishes, strict=True)]
     return {
         "records": len(per_call),
         "wall_s": round(wall, 3),

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import random
 import socket
 import subprocess
@@ -233,7 +232,6 @@ def measure(
             str(gpu_blocks),
         ],
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     try:
         asyncio.run(wait_ready(urls))

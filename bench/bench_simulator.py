@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import socket
 import statistics
@@ -90,7 +89,6 @@ def start_server(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port), *args],
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     return f"http://127.0.0.1:{port}", process
 

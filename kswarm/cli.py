@@ -1,9 +1,9 @@
 """The ``kswarm`` command: run a job on the embedded stack, or start one long-running part.
 
-    kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
-    kswarm worker | operator | sim | dashboard
-    kswarm db upgrade|downgrade|check|current|prune
-    kswarm export JOB --format jsonl
+kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
+kswarm worker | operator | sim | dashboard
+kswarm db upgrade|downgrade|check|current|prune
+kswarm export JOB --format jsonl
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object (CR status keys)")
     run.add_argument("--mode", choices=["swarm", "single"], help="override spec.mode")
     run.add_argument(
-        "--time-scale", type=float, default=None,
+        "--time-scale",
+        type=float,
+        default=None,
         help="simulator time scale: 1 is a real GPU's pace, 0.01 is 100x faster (default 1)",
     )
     run.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")

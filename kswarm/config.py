@@ -1,11 +1,11 @@
 """Settings from the environment, for every long-running part (worker, operator, dashboard).
 
-    KSWARM_TEMPORAL_ADDRESS   Temporal frontend, default ``127.0.0.1:7233``
-    KSWARM_TEMPORAL_NAMESPACE Temporal namespace, default ``default``
-    KSWARM_DATABASE_URL       ledger database URL, default SQLite under KSWARM_HOME
-    KSWARM_HOME               state of the embedded stack, default ``~/.kswarm``
-    KSWARM_POOLS_FILE         YAML file of model pools (see ``kswarm.llm.pools``)
-    KSWARM_METRICS_PORT       Prometheus port of the worker (0: off)
+KSWARM_TEMPORAL_ADDRESS   Temporal frontend, default ``127.0.0.1:7233``
+KSWARM_TEMPORAL_NAMESPACE Temporal namespace, default ``default``
+KSWARM_DATABASE_URL       ledger database URL, default SQLite under KSWARM_HOME
+KSWARM_HOME               state of the embedded stack, default ``~/.kswarm``
+KSWARM_POOLS_FILE         YAML file of model pools (see ``kswarm.llm.pools``)
+KSWARM_METRICS_PORT       Prometheus port of the worker (0: off)
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ async def _wait_ready(address: str, proc: subprocess.Popen[bytes], log: Path) ->
             client = await Client.connect(address)
             await client.count_workflows()
             return
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
+        except Exception as e:
             last = e
             await asyncio.sleep(0.2)
     raise ConfigError(f"the Temporal dev server at {address} did not start: {last}")
@@ -113,8 +113,12 @@ async def start_dev_server(state_dir: Path, *, persist: bool = False) -> AsyncIt
     ]
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ},
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ},
         )
     server = DevServer(address=f"127.0.0.1:{port}", process=proc, state_dir=state_dir)
     try:

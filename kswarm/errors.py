@@ -35,7 +35,7 @@ class KswarmError(Exception):
 
 
 class SpecError(KswarmError, ValueError):
-    """A job manifest is invalid. ``path`` names the field, e.g. ``spec.subagents.maxConcurrent``."""
+    """A job manifest is invalid; ``path`` names the field (``spec.subagents.maxConcurrent``)."""
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path

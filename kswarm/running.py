@@ -31,9 +31,7 @@ __all__ = ["load_job", "run_job"]
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
-def load_job(
-    path: str, *, mode: str | None, pools_file: str | None
-) -> SwarmJobManifest:
+def load_job(path: str, *, mode: str | None, pools_file: str | None) -> SwarmJobManifest:
     """Read and validate the job before anything starts."""
     manifest = load_manifest_file(path)
     pools = ["default"]
@@ -79,22 +77,26 @@ async def _watch(
             with contextlib.suppress(Exception):
                 status = await handle.query(SwarmWorkflow.status)
                 counters = await stack.ledger.job_counters(job.uid)
-                live.update(
-                    _progress(job, status, counters.tool_calls_total, loop.time() - start)
-                )
+                live.update(_progress(job, status, counters.tool_calls_total, loop.time() - start))
             await asyncio.sleep(0.5)
 
 
 def _print_report(report: dict[str, Any], console: Console) -> None:
     t = Table(title=f"Report: {report['name']}", show_header=False)
-    t.add_row("phase", str(report["phase"]) + (f" ({report['reason']})" if report["reason"] else ""))
+    t.add_row(
+        "phase", str(report["phase"]) + (f" ({report['reason']})" if report["reason"] else "")
+    )
     t.add_row("critical steps", str(report["criticalSteps"]))
     t.add_row("total steps", str(report["totalSteps"]))
     t.add_row("speedup (total / critical)", f"{report['speedup']:.2f}x")
     sub = report["subagents"]
-    t.add_row("sub-agents", f"{sub['spawned']} spawned, {sub['succeeded']} ok, {sub['failed']} failed")
+    t.add_row(
+        "sub-agents", f"{sub['spawned']} spawned, {sub['succeeded']} ok, {sub['failed']} failed"
+    )
     tc = report["toolCalls"]
-    t.add_row("tool calls", f"{tc['total']} ({tc['failed']} failed, {tc['deduplicated']} deduplicated)")
+    t.add_row(
+        "tool calls", f"{tc['total']} ({tc['failed']} failed, {tc['deduplicated']} deduplicated)"
+    )
     t.add_row("model calls", str(report["llmCalls"]))
     t.add_row("tokens", f"{report['tokens']['input']} in, {report['tokens']['output']} out")
     t.add_row("wall time", f"{report['wallSeconds']:.2f} s")
@@ -108,7 +110,9 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
         stages.add_column(col, justify="right")
     shown = report["stages"] if len(report["stages"]) <= 12 else report["stages"][:10]
     for s in shown:
-        stages.add_row(*(str(s[k]) for k in ("stage", "mainSteps", "maxSubagentSteps", "subagents")))
+        stages.add_row(
+            *(str(s[k]) for k in ("stage", "mainSteps", "maxSubagentSteps", "subagents"))
+        )
     if len(shown) < len(report["stages"]):
         stages.add_row("...", f"{len(report['stages']) - len(shown)} more", "", "")
     console.print(stages)
@@ -159,7 +163,9 @@ def run_job(
     try:
         job = load_job(path, mode=mode, pools_file=pools_file)
         if time_scale is not None and not 0 < time_scale <= 100:
-            raise SpecError("--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}")
+            raise SpecError(
+                "--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}"
+            )
     except (SpecError, ConfigError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         return EXIT_INVALID

@@ -22,8 +22,8 @@ from kswarm.errors import KswarmError, ToolError
 from kswarm.ledger import AgentRecord, Ledger, ModelCallRecord, StageRecord, ToolCallKey
 from kswarm.llm.chats import Attempt, ChatRequest
 from kswarm.llm.client import LLMClient
-from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.errors import LLMError
+from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.pools import PoolRegistry
 from kswarm.tools import ToolContext, ToolRegistry, validate_arguments
 from kswarm.tools import control as ctl

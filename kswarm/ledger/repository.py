@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from kswarm.errors import LedgerUnavailable
-from kswarm.ledger import claims, engines, models, tool_calls, writing
+from kswarm.ledger import claims, engines, models, tool_calls, tool_results, writing
 from kswarm.ledger.records import (
     AgentRecord,
     JobCounters,
@@ -49,7 +49,7 @@ class Ledger:
         self._writer = GroupCommitter(engine, self.masked_url)
         self._claims = claims.Claims()
         self._begins = tool_calls.BeginToolCalls(self.dialect)
-        self._finishes = tool_calls.FinishToolCalls(self.dialect)
+        self._finishes = tool_results.FinishToolCalls(self.dialect)
 
     @classmethod
     async def connect(cls, url: str | None = None, *, migrate: bool = False) -> Ledger:
@@ -361,7 +361,7 @@ class Ledger:
         :meth:`begin_tool_call`).
         """
         k = str(key)
-        item = tool_calls.FinishItem(
+        item = tool_results.FinishItem(
             key=k,
             status=status,
             result=result,

@@ -1,12 +1,12 @@
-"""Exactly-once tool calls, written set-based: a batch of 100 costs a few statements.
+"""Beginning tool calls exactly once, set-based: a batch of 100 begins costs a few statements.
 
-:meth:`Ledger.begin_tool_call` and :meth:`Ledger.finish_tool_call` are the hottest writes of a
-swarm (100 sub-agents, 1,500 tool calls). Their items are :class:`CoalescedWrite` kinds, so a
-batch of begins locks the known keys, reserves budget per job and inserts the new keys in one
-statement each, and a batch of finishes is one statement. The results are the same as running
-the items one after another. On PostgreSQL the statements take arrays (``unnest``, ``= ANY``),
-so their SQL text is the same whatever the batch size (the driver parses and prepares it once);
-SQLite, in process, takes ``executemany``.
+:meth:`Ledger.begin_tool_call` is the hottest write of a swarm (100 sub-agents, 1,500 tool
+calls), with :meth:`Ledger.finish_tool_call` (``tool_results``). Its items form a
+:class:`CoalescedWrite` kind whose results are the same as running the items one after
+another. On PostgreSQL the common case is one statement per job (``BEGIN_AT_ONCE`` in
+``pg_statements``) that commits on its own; what it leaves (a budget running out, keys raced
+in) and SQLite take the general path: lock the known keys, reserve budget per job, insert the
+new keys, one statement each.
 
 Across processes the database decides: the known keys and the job rows are locked
 (``FOR UPDATE`` on PostgreSQL; SQLite has one writer) and a key inserted by someone else
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, String, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,10 +31,9 @@ from kswarm.ledger import models, pg_statements
 from kswarm.ledger.records import ToolCallBegin
 from kswarm.ledger.writing import CoalescedWrite, unreachable
 
-__all__ = ["BeginItem", "BeginToolCalls", "FinishItem", "FinishToolCalls"]
+__all__ = ["BeginItem", "BeginToolCalls"]
 
 TERMINAL_STATUSES = ("succeeded", "failed", "refused")
-OPEN_STATUSES = ("started", "pending")
 # Core tables, not ORM entities: the ORM's per-row bookkeeping is the costly part of a batch.
 TOOL_CALLS = models.Base.metadata.tables["tool_calls"]
 JOBS = models.Base.metadata.tables["jobs"]
@@ -55,16 +54,6 @@ class BeginItem:
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class FinishItem:
-    key: str
-    status: str
-    result: Any
-    error: str | None
-    duration_seconds: float | None
-    now: datetime
-
-
 def _among(col: Any, values: list[str], postgres: bool) -> ColumnElement[bool]:
     """``col`` is one of ``values``: an array on PostgreSQL, an expanding IN elsewhere."""
     result: ColumnElement[bool]
@@ -73,73 +62,6 @@ def _among(col: Any, values: list[str], postgres: bool) -> ColumnElement[bool]:
     else:
         result = col.in_(values)
     return result
-
-
-class FinishToolCalls(CoalescedWrite[FinishItem, None]):
-    """Store outcomes; only a call still ``started`` or ``pending`` changes."""
-
-    order = 1  # before begins: a begin in the same batch then sees the stored result
-
-    _many = (
-        update(TOOL_CALLS)
-        # OR, not IN: an expanding IN cannot go into executemany.
-        .where(TC.key == bindparam("k"), or_(*(TC.status == s for s in OPEN_STATUSES)))
-        .values(
-            status=bindparam("st"),
-            result=bindparam("res", type_=models.JSONType),
-            error=bindparam("err"),
-            finished_at=bindparam("fin"),
-            duration_seconds=bindparam("dur"),
-        )
-    )
-
-    def __init__(self, dialect: str) -> None:
-        self._postgres = self.commits_itself = dialect == "postgresql"
-
-    async def run(self, conn: AsyncConnection, items: Sequence[FinishItem]) -> list[None]:
-        if not self._postgres:
-            params = [
-                {
-                    "k": it.key,
-                    "st": it.status,
-                    "res": it.result,
-                    "err": it.error,
-                    "fin": it.now,
-                    "dur": it.duration_seconds,
-                }
-                for it in items
-            ]
-            await conn.execute(self._many, params)
-            return [None] * len(items)
-        await self._finish_pg(conn, items, autocommit=False)
-        return [None] * len(items)
-
-    async def run_committed(
-        self, conn: AsyncConnection, items: Sequence[FinishItem]
-    ) -> list[Exception | None]:
-        """PostgreSQL: one statement that commits on its own."""
-        await self._finish_pg(conn, items, autocommit=True)
-        return [None] * len(items)
-
-    async def _finish_pg(
-        self, conn: AsyncConnection, items: Sequence[FinishItem], *, autocommit: bool
-    ) -> None:
-        # One row per key: the first finish of a key wins, as it would one after another.
-        firsts = list({it.key: it for it in reversed(items)}.values())
-        rows = [
-            {
-                "key": it.key,
-                "status": it.status,
-                "result": it.result,
-                "error": it.error,
-                "finished_at": it.now.isoformat(),
-                "duration": it.duration_seconds,
-            }
-            for it in firsts
-        ]
-        await pg_statements.execute(
-            conn, pg_statements.FINISH, {"items": json.dumps(rows)}, autocommit=autocommit
-        )
 
 
 class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):

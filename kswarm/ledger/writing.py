@@ -11,8 +11,14 @@ connection, in arrival order. A *coalesced* write (:class:`CoalescedWrite`, e.g.
 finishing tool calls) hands all its items of the batch to one ``run`` that does the work in a
 few set-based statements: a statement costs about half a millisecond of Python and driver time,
 so a batch of 100 tool calls needs a handful of statements, not hundreds. Operations in one batch
-are concurrent (no caller saw another's commit), so any serial order of them is correct: plain
-operations run first, then each kind of coalesced write in its ``order``.
+are concurrent (no caller saw another's commit), so any serial order of them is correct, and
+they need not share one transaction either: plain operations (with the coalesced kinds that
+need a transaction) commit together; a kind that ``commits_itself`` (PostgreSQL's tool-call
+statements, atomic one statement each) commits on its own in one round trip instead of three
+(BEGIN, statement, COMMIT), in its ``order``.
+
+The writer keeps its connection while batches follow each other closely (each checkout pings
+the server) and hands it back after ``linger_s`` of quiet.
 
 A batch that fails because the database is unreachable fails every caller at once with
 :class:`LedgerUnavailable` (retryable; retrying operation by operation would wait out the

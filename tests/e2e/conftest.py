@@ -8,6 +8,7 @@ the repo afterwards); it is never skipped.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import operator_support
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,3 +138,48 @@ def _wait_discoverable(cp: ControlPlane, timeout: float = 60) -> None:
                 f"CRDs not served after {timeout}s: {res.stderr.strip()} {exp.stderr.strip()}"
             )
         time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- the operator's stack
+
+
+@pytest.fixture(scope="session")
+def swarm(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str
+) -> Iterator[operator_support.SwarmBackend]:
+    """Temporal dev server, ledger on PostgreSQL, simulated pools and a worker (see
+    ``operator_support``)."""
+    with operator_support.swarm_backend(tmp_path_factory.mktemp("temporal"), postgres_url) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def kswarm_operator(
+    control_plane: ControlPlane,
+    swarm: operator_support.SwarmBackend,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[operator_support.OperatorProcess]:
+    """The operator as a subprocess, running as the ServiceAccount of deploy/'s RBAC."""
+    operator_support.apply_operator_identity(control_plane.kubectl)
+    home = tmp_path_factory.mktemp("operator")
+    kubeconfig = operator_support.service_account_kubeconfig(
+        control_plane.kubectl, control_plane.kubeconfig, home / "kubeconfig"
+    )
+    proc = operator_support.OperatorProcess(kubeconfig, swarm, home / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace per test (the test control plane never deletes namespaces)."""
+    name = f"t{next(_namespaces)}-{request.node.name[5:30].strip('_').replace('_', '-')}"
+    name = name.rstrip("-")
+    control_plane.kubectl("create", "namespace", name)
+    return name
+
+
+_namespaces = itertools.count()

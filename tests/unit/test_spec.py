@@ -125,7 +125,7 @@ def test_unknown_tools_and_pools_are_refused_when_known_ones_are_given() -> None
     with pytest.raises(SpecError, match=r"spec.tools\[1\]: unknown tool 'rm_rf'"):
         parse_manifest(with_spec(tools=["search", "rm_rf"]), known_tools=["search"])
     with pytest.raises(
-        SpecError, match="spec.subagents.pool: unknown pool 'gpu'; known pools: default"
+        SpecError, match=r"spec\.subagents\.pool: unknown pool 'gpu'; known pools: default"
     ):
         parse_manifest(with_spec(subagents__pool="gpu"), known_pools=["default"])
 

@@ -1,5 +1,6 @@
-"""Helpers for the engine tests: a real swarm stack per test: the Temporal dev server (one per session), a simulated pool on
-loopback, a ledger (SQLite, or the session's PostgreSQL), and a worker in this process.
+"""Helpers for the engine tests: a real swarm stack per test, with the Temporal dev server (one
+per session), a simulated pool on loopback, a ledger (SQLite, or the session's PostgreSQL), and
+a worker in this process.
 
 Each test gets its own task queue and its own pool name, so no test ever sees another's work.
 """

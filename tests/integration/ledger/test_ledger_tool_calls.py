@@ -9,6 +9,7 @@ import pytest
 from kswarm.errors import LedgerUnavailable
 from kswarm.ledger import Ledger, ToolCallKey
 from kswarm.ledger import tool_calls as tc
+from kswarm.ledger import tool_results as tr
 from kswarm.ledger.repository import utcnow
 
 
@@ -214,12 +215,12 @@ async def test_a_batch_of_finishes_keeps_the_first_outcome_of_each_key(
         await ledger.begin_tool_call(k, tool="t", arguments=None)
     now = utcnow()
     items = [
-        tc.FinishItem(key=str(k), status="succeeded", result={"n": n}, error=None,
+        tr.FinishItem(key=str(k), status="succeeded", result={"n": n}, error=None,
                       duration_seconds=0.5, now=now)
         for n, k in enumerate([*keys, keys[0]])
     ]  # fmt: skip
     async with ledger.engine.begin() as conn:
-        await tc.FinishToolCalls(ledger.dialect).run(conn, items)
+        await tr.FinishToolCalls(ledger.dialect).run(conn, items)
 
     rows = await ledger.get_tool_calls(keys[0].agent_id)
     assert [(r.status, r.result, r.duration_seconds) for r in rows] == [

@@ -102,7 +102,7 @@ async def test_a_hung_request_times_out_and_is_retried(
         )
     assert [a.outcome for a in e.value.attempts] == ["timeout", "timeout"]
     assert all(0.19 < a.latency_seconds < 1.0 for a in e.value.attempts)
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 3.0
     fresh = LLMClient()  # three timeouts in a row would have ejected the replica
     ok = await fresh.chat(pool, request("hang:1"), retry=FAST_RETRY)
     await fresh.aclose()
@@ -167,18 +167,18 @@ async def test_tool_call_arguments_that_are_not_json_are_malformed_and_retried(
 async def test_streaming_measures_time_to_first_token_and_cached_tokens(
     start_sim: StartSim, llm_client: LLMClient
 ) -> None:
-    (replica,) = await start_sim(time_scale=0.01)
-    messages = [{"role": "system", "content": "rules " * 2000}, {"role": "user", "content": "go"}]
+    (replica,) = await start_sim(time_scale=0.1)  # a cold prefill of 0.4 s model = 40 ms real
+    messages = [{"role": "system", "content": "rules " * 5000}, {"role": "user", "content": "go"}]
     pool = pool_of(replica.url)
     first = await llm_client.chat(pool, request(messages=messages, tools=TOOLS, stream=True))
     second = await llm_client.chat(pool, request(messages=messages, tools=TOOLS, stream=True))
     assert (
         first.finish_reason == "tool_calls" and first.tool_calls[0]["function"]["name"] == "search"
     )
-    assert first.cached_tokens == 0 and second.cached_tokens > 3000
+    assert first.cached_tokens == 0 and second.cached_tokens > 7000
     assert first.ttft_seconds is not None and second.ttft_seconds is not None
     assert second.ttft_seconds < first.ttft_seconds
-    assert first.model_seconds is not None and first.input_tokens > 3000
+    assert first.model_seconds is not None and first.input_tokens > 7000
 
 
 async def test_sends_the_api_key_as_a_bearer_token(start_sim: StartSim) -> None:

@@ -1,0 +1,293 @@
+"""Swarm engine benchmarks, each a ratio measured side by side in one run (not a timed test).
+
+1. wide-search, same simulator settings, swarm against single:
+   criticalSteps(single) / criticalSteps(swarm) and wallSeconds(single) / wallSeconds(swarm)
+   (targets >= 4.5).
+2. Orchestration overhead: wallSeconds / modelSeconds of the swarm run (target <= 1.10), at a
+   time scale where one simulated model step takes about one second (``--overhead-scale``).
+3. Dispatch: 100 sub-agents x 15 no-op tool calls through the platform (zero modelled latency)
+   against the raw Temporal floor, 1,500 no-op local activities across 100 child workflows, on
+   the same dev server (target <= 1.5).
+4. The largest workflow history of the wide-search job: events and bytes (targets < 10,240 and
+   < 10 MB) and the process's peak memory with 100 sub-agents running (target <= 1 GiB).
+
+    .venv/bin/python bench/bench_swarm.py [--time-scale 0.05] [--overhead-scale 0.5]
+
+Prints the figures and writes bench/results/swarm.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from kswarm.embedded import SimOptions, embedded_stack
+from kswarm.spec import parse_manifest
+from kswarm.tools import Tool, ToolContext, default_registry
+from kswarm.workflows import SwarmJobInput, SwarmJobResult, SwarmWorkflow
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def load(name: str, **spec: Any) -> SwarmJobInput:
+    doc = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
+    doc["metadata"]["uid"] = uuid.uuid4().hex[:12]
+    doc["spec"].update(spec)
+    m = parse_manifest(doc)
+    return SwarmJobInput(name=m.name, namespace=m.namespace, uid=m.uid, spec=m.spec)
+
+
+async def run_job(stack: Any, inp: SwarmJobInput) -> tuple[SwarmJobResult, Any]:
+    handle = await stack.client.start_workflow(
+        SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
+    )
+    return await handle.result(), handle
+
+
+async def history_sizes(stack: Any, inp: SwarmJobInput) -> tuple[int, int]:
+    ids = [inp.workflow_id] + [
+        f"swarmjob-{a.id}" for a in await stack.ledger.list_agents(inp.uid) if a.role == "subagent"
+    ]
+    worst_events = worst_bytes = 0
+    for wid in ids:
+        h = await stack.client.get_workflow_handle(wid).fetch_history()
+        worst_events = max(worst_events, len(h.events))
+        worst_bytes = max(worst_bytes, sum(e.ByteSize() for e in h.events))
+    return worst_events, worst_bytes
+
+
+# --------------------------------------------------------------------------- dispatch floor
+
+
+@activity.defn(name="bench_noop")
+async def bench_noop(i: int) -> int:
+    return i
+
+
+@workflow.defn(name="BenchFloorChild")
+class FloorChild:
+    @workflow.run
+    async def run(self, calls: int) -> int:
+        for _ in range(calls // 5):
+            await asyncio.gather(
+                *(
+                    workflow.execute_local_activity(
+                        bench_noop, i, start_to_close_timeout=timedelta(seconds=30)
+                    )
+                    for i in range(5)
+                )
+            )
+        return calls
+
+
+@workflow.defn(name="BenchFloorParent")
+class FloorParent:
+    @workflow.run
+    async def run(self, children: int) -> int:
+        wid = workflow.info().workflow_id
+        done = await asyncio.gather(
+            *(
+                workflow.execute_child_workflow(FloorChild.run, 15, id=f"{wid}-{i}")
+                for i in range(children)
+            )
+        )
+        return sum(done)
+
+
+async def _noop_tool(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    return {"ok": True}
+
+
+def _noop_behaviour(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Sub-agents: 3 steps of 5 no-op calls, then an answer; the orchestrator: spawn 100."""
+    messages = body.get("messages") or []
+    names = {str((t.get("function") or {}).get("name")) for t in body.get("tools") or []}
+    turns = sum(1 for m in messages if m.get("role") == "assistant")
+
+    def call(name: str, args: dict[str, Any], i: int) -> dict[str, Any]:
+        return {
+            "id": f"c{i}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+
+    if "spawn_subagents" in names:
+        if turns == 0:
+            tasks = [{"name": f"n{i}", "task": f"no-op work {i}"} for i in range(100)]
+            return {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [call("spawn_subagents", {"tasks": tasks}, 0)],
+            }
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [call("finish", {"answer": "done"}, 0)],
+        }
+    if turns < 3:
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [call("noop", {}, i) for i in range(5)],
+        }
+    return {"role": "assistant", "content": "done", "tool_calls": []}
+
+
+async def dispatch(runs: int) -> dict[str, float]:
+    tools = default_registry()
+    tools.register(
+        Tool(name="noop", description="does nothing", parameters={"type": "object"}, fn=_noop_tool)
+    )
+    sim = SimOptions(replicas=1, time_scale=0.0, extra={"behaviour": _noop_behaviour})
+    out: dict[str, list[float]] = {"platform": [], "floor": []}
+    async with embedded_stack(sim=sim, tools=tools) as stack:
+        client: Client = stack.client
+        async with Worker(
+            client,
+            task_queue="bench-floor",
+            workflows=[FloorParent, FloorChild],
+            activities=[bench_noop],
+            max_concurrent_local_activities=1000,
+            max_concurrent_workflow_tasks=100,
+        ):
+            for _ in range(runs):
+                t = time.perf_counter()
+                await client.execute_workflow(
+                    FloorParent.run, 100, id=str(uuid.uuid4()), task_queue="bench-floor"
+                )
+                out["floor"].append(time.perf_counter() - t)
+                inp = load(
+                    "quickstart", tools=["noop"], subagents={"maxConcurrent": 100, "maxSteps": 10}
+                )
+                t = time.perf_counter()
+                result, _ = await run_job(stack, inp)
+                out["platform"].append(time.perf_counter() - t)
+                assert result.phase == "Succeeded", result.reason
+                assert result.subagents_spawned == 100
+    best = {k: min(v) for k, v in out.items()}
+    return {
+        "platform_seconds": best["platform"],
+        "floor_seconds": best["floor"],
+        "ratio": best["platform"] / best["floor"],
+    }
+
+
+async def wide(time_scale: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with embedded_stack(sim=SimOptions(time_scale=time_scale)) as stack:
+        swarm_inp = load("wide-search")
+        swarm, _ = await run_job(stack, swarm_inp)
+        out["swarm_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        events, size = await history_sizes(stack, swarm_inp)
+        single, _ = await run_job(stack, load("wide-search", mode="single"))
+    for r in (swarm, single):
+        assert r.phase == "Succeeded", r.reason
+    out.update(
+        swarm={
+            "criticalSteps": swarm.critical_steps,
+            "totalSteps": swarm.total_steps,
+            "wallSeconds": swarm.wall_seconds,
+            "modelSeconds": swarm.model_seconds,
+            "quality": swarm.quality,
+        },
+        single={
+            "criticalSteps": single.critical_steps,
+            "totalSteps": single.total_steps,
+            "wallSeconds": single.wall_seconds,
+            "modelSeconds": single.model_seconds,
+            "quality": single.quality,
+        },
+        critical_steps_ratio=single.critical_steps / swarm.critical_steps,
+        wall_ratio=single.wall_seconds / swarm.wall_seconds,
+        max_history_events=events,
+        max_history_bytes=size,
+    )
+    return out
+
+
+async def overhead(time_scale: float) -> dict[str, Any]:
+    async with embedded_stack(sim=SimOptions(time_scale=time_scale)) as stack:
+        r, _ = await run_job(stack, load("wide-search"))
+    assert r.phase == "Succeeded", r.reason
+    steps = r.total_steps
+    return {
+        "time_scale": time_scale,
+        "wallSeconds": r.wall_seconds,
+        "modelSeconds": r.model_seconds,
+        "seconds_per_critical_step": r.model_seconds / r.critical_steps,
+        "ratio": r.wall_seconds / r.model_seconds,
+        "total_steps": steps,
+    }
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--time-scale", type=float, default=0.05)
+    p.add_argument("--overhead-scale", type=float, default=0.5)
+    p.add_argument("--dispatch-runs", type=int, default=2)
+    p.add_argument("--skip", nargs="*", default=[], choices=["wide", "overhead", "dispatch"])
+    ns = p.parse_args()
+    results: dict[str, Any] = {}
+    if "wide" not in ns.skip:
+        w = results["wide"] = await wide(ns.time_scale)
+        print(f"wide-search at time scale {ns.time_scale}:")
+        print(
+            "  criticalSteps single/swarm = "
+            f"{w['single']['criticalSteps']}/{w['swarm']['criticalSteps']}"
+            f" = {w['critical_steps_ratio']:.1f}x (target >= 4.5)"
+        )
+        print(
+            "  wallSeconds   single/swarm = "
+            f"{w['single']['wallSeconds']:.1f}/{w['swarm']['wallSeconds']:.1f}"
+            f" = {w['wall_ratio']:.1f}x (target >= 4.5)"
+        )
+        print(f"  quality swarm {w['swarm']['quality']}, single {w['single']['quality']}")
+        print(
+            f"  largest history: {w['max_history_events']} events, "
+            f"{w['max_history_bytes'] / 1e6:.2f} MB"
+            " (targets < 10,240 and < 10 MB)"
+        )
+        print(
+            f"  peak memory of the process (worker + simulator) with 100 sub-agents: "
+            f"{w['swarm_peak_rss_mib']:.0f} MiB (target <= 1024)"
+        )
+    if "overhead" not in ns.skip:
+        o = results["overhead"] = await overhead(ns.overhead_scale)
+        print(
+            f"orchestration overhead at time scale {ns.overhead_scale} "
+            f"({o['seconds_per_critical_step']:.2f} s of model time per critical step):"
+        )
+        print(
+            f"  wallSeconds / modelSeconds = {o['wallSeconds']:.1f}/{o['modelSeconds']:.1f} = "
+            f"{o['ratio']:.2f} (target <= 1.10)"
+        )
+    if "dispatch" not in ns.skip:
+        d = results["dispatch"] = await dispatch(ns.dispatch_runs)
+        print("dispatch, 100 sub-agents x 15 no-op tool calls:")
+        print(
+            f"  platform {d['platform_seconds']:.2f} s / raw floor {d['floor_seconds']:.2f} s = "
+            f"{d['ratio']:.2f} (target <= 1.5)"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "swarm.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,240 @@
+"""The Deployment and Service behind a managed or simulated ModelPool, as plain manifests.
+
+A ModelPool with ``spec.replicas`` runs vLLM's OpenAI-compatible server (``vllm serve MODEL
+--enable-prefix-caching --enable-auto-tool-choice --tool-call-parser ...``); one with
+``spec.simulator`` runs ``kswarm sim`` from the kswarm image, for clusters without GPUs. Both
+get a ClusterIP Service on port 8000 and owner references to the pool, so deleting the pool
+deletes them. Rendering is pure: the handlers apply what comes out (server-side apply), and the
+tests read it back from the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "LABEL_MANAGED_BY",
+    "LABEL_POOL",
+    "MANAGED_BY",
+    "PORT",
+    "child_name",
+    "pool_mode",
+    "render_children",
+    "service_url",
+    "tool_call_parser",
+]
+
+PORT = 8000
+LABEL_POOL = "kswarm.dev/modelpool"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kswarm-operator"
+
+# Model-name fragment -> vLLM --tool-call-parser; the first match wins.
+_PARSERS: tuple[tuple[str, str], ...] = (
+    ("qwen3-coder", "qwen3_coder"),
+    ("qwen", "hermes"),
+    ("hermes", "hermes"),
+    ("kimi-k2", "kimi_k2"),
+    ("deepseek-v3", "deepseek_v3"),
+    ("llama-4", "llama4_pythonic"),
+    ("llama", "llama3_json"),
+    ("mistral", "mistral"),
+    ("granite", "granite"),
+    ("gpt-oss", "openai"),
+)
+DEFAULT_PARSER = "hermes"
+
+
+def pool_mode(spec: Mapping[str, Any]) -> str:
+    """``managed`` (spec.replicas), ``simulator`` or ``endpoint``, as the CRD's rules allow."""
+    if "replicas" in spec:
+        return "managed"
+    if "simulator" in spec:
+        return "simulator"
+    return "endpoint"
+
+
+def tool_call_parser(model: str) -> str:
+    lowered = model.lower()
+    return next((p for frag, p in _PARSERS if frag in lowered), DEFAULT_PARSER)
+
+
+def _short(text: str, limit: int = 63) -> str:
+    """``text`` if it fits a DNS label or label value, else a prefix plus a hash."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{text[: limit - 9].rstrip('-.')}-{digest}"
+
+
+def child_name(pool: str) -> str:
+    """Name of the pool's Deployment and Service: a DNS label of at most 63 characters."""
+    return _short(f"pool-{pool}")
+
+
+def service_url(pool: str, namespace: str) -> str:
+    return f"http://{child_name(pool)}.{namespace}.svc:{PORT}"
+
+
+def _labels(pool: str, app: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/instance": _short(pool),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "kswarm",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_POOL: _short(pool),
+    }
+
+
+def _owner(pool: Mapping[str, Any]) -> dict[str, Any]:
+    meta = pool["metadata"]
+    return {
+        "apiVersion": pool.get("apiVersion", "kswarm.dev/v1alpha1"),
+        "kind": pool.get("kind", "ModelPool"),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def _vllm_container(spec: Mapping[str, Any]) -> dict[str, Any]:
+    model = str(spec["model"])
+    extra: Sequence[str] = list(spec.get("vllmArgs") or [])
+    args = ["--host", "0.0.0.0", "--port", str(PORT), "--enable-prefix-caching"]
+    if not any(a.startswith("--enable-auto-tool-choice") for a in extra):
+        args.append("--enable-auto-tool-choice")
+    if not any(a.startswith("--tool-call-parser") for a in extra):
+        args += ["--tool-call-parser", tool_call_parser(model)]
+    container: dict[str, Any] = {
+        "name": "vllm",
+        "image": spec.get("image") or "vllm/vllm-openai:latest",
+        "command": ["vllm", "serve", model],
+        "args": [*args, *extra],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "resources": dict(spec.get("resources") or {"limits": {"nvidia.com/gpu": 1}}),
+        # Loading weights can take many minutes: the startup probe allows 30 of them before
+        # the liveness probe takes over.
+        "startupProbe": _probe("/health", 10, 180),
+        "readinessProbe": _probe("/health", 5, 3),
+        "livenessProbe": _probe("/health", 15, 4),
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+    }
+    secret = spec.get("apiKeySecret")
+    if secret:
+        container["env"] = [
+            {
+                "name": "VLLM_API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": secret["name"], "key": secret.get("key", "api-key")}
+                },
+            }
+        ]
+    return container
+
+
+def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
+    sim = spec.get("simulator") or {}
+    args = [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--model",
+        str(spec["model"]),
+        "--max-num-seqs",
+        str(sim.get("maxNumSeqs", 256)),
+        "--time-scale",
+        f"{float(sim.get('timeScale', 1)):g}",
+    ]
+    if "seed" in sim:
+        args += ["--seed", str(sim["seed"])]
+    return {
+        "name": "sim",
+        "image": image,
+        "command": ["kswarm", "sim"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "startupProbe": _probe("/health", 2, 30),
+        "readinessProbe": _probe("/health", 5, 3),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, Any]]:
+    """The Deployment and the Service of a managed or simulator pool (``[]`` for endpoints)."""
+    spec = pool["spec"]
+    mode = pool_mode(spec)
+    if mode == "endpoint":
+        return []
+    meta = pool["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    app = "vllm" if mode == "managed" else "kswarm-sim"
+    labels = _labels(name, app)
+    child = child_name(name)
+    owner = [_owner(pool)]
+    if mode == "managed":
+        replicas = int(spec["replicas"])
+        pod_spec: dict[str, Any] = {
+            "containers": [_vllm_container(spec)],
+            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}],
+        }
+    else:
+        replicas = int((spec.get("simulator") or {}).get("replicas", 1))
+        pod_spec = {
+            "containers": [_sim_container(spec, image)],
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        }
+    pod_spec["automountServiceAccountToken"] = False
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": child,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": owner,
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {LABEL_POOL: labels[LABEL_POOL]}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": child,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": owner,
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {LABEL_POOL: labels[LABEL_POOL]},
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    return [deployment, service]

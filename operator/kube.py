@@ -1,0 +1,184 @@
+"""The operator's own Kubernetes requests, beside kopf's: status patches from running jobs,
+the Deployments and Services of managed pools, and the one Secret an endpoint pool names.
+
+kopf watches and patches the objects it handles; everything else goes through here, so the
+requests the operator makes on its own are few, named, and easy to count. The official client
+is synchronous; each call runs in a worker thread. Errors come out as one small tree:
+
+    KubeError
+    ├── KubeNotFound    404: the object is gone (a deleted job, a missing Secret)
+    ├── KubeRetryable   429, 5xx, connection errors: try again later
+    └── KubeRefused     any other 4xx: forbidden, invalid; retrying will not help
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from kswarm.errors import KswarmError
+
+__all__ = [
+    "FIELD_MANAGER",
+    "USER_AGENT",
+    "KubeApi",
+    "KubeError",
+    "KubeNotFound",
+    "KubeRefused",
+    "KubeRetryable",
+]
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "kswarm-operator"
+USER_AGENT = "kswarm-operator/0.1.0"
+MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+T = TypeVar("T")
+
+
+class KubeError(KswarmError):
+    """A Kubernetes API request failed. ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, what: str, status: int, detail: str) -> None:
+        self.status = status
+        super().__init__(f"{what}: HTTP {status}: {detail}" if status else f"{what}: {detail}")
+
+
+class KubeNotFound(KubeError):
+    """The object does not exist (any more)."""
+
+
+class KubeRetryable(KubeError):
+    """The API server is busy or unreachable; the same request may succeed later."""
+
+    retryable = True
+
+
+class KubeRefused(KubeError):
+    """The request was refused (403, 422, ...); repeating it will not help."""
+
+
+def check_response(what: str, e: Exception) -> KubeError:
+    """Map a client exception to the error tree above."""
+    if isinstance(e, ApiException):
+        status = int(e.status or 0)
+        detail = (e.reason or "").strip()
+        body = getattr(e, "body", None)
+        if body:
+            detail = f"{detail}: {str(body)[:500]}"
+        if status == 404:
+            return KubeNotFound(what, status, detail)
+        if status == 429 or status >= 500 or status == 0:
+            return KubeRetryable(what, status, detail)
+        return KubeRefused(what, status, detail)
+    return KubeRetryable(what, 0, f"{type(e).__name__}: {e}")
+
+
+class KubeApi:
+    """Async facade over the official client; ``requests`` counts the calls made."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.requests = 0
+
+    @classmethod
+    def from_environment(cls) -> KubeApi:
+        """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+        api_client = client.ApiClient(configuration)
+        api_client.user_agent = USER_AGENT
+        return cls(api_client)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.requests += 1
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            raise check_response(what, e) from e
+
+    # ------------------------------------------------------------------ custom resources
+
+    async def patch_status(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+    ) -> None:
+        """Merge-patch ``.status`` of a custom object; :class:`KubeNotFound` once it is gone."""
+        await self._call(
+            f"patch {plural}/{namespace}/{name}/status",
+            self.custom.patch_namespaced_custom_object_status,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            {"status": dict(status)},
+            _content_type=MERGE_PATCH,
+        )
+
+    # ------------------------------------------------------------------ children of pools
+
+    async def apply(self, obj: Mapping[str, Any]) -> None:
+        """Server-side apply a Deployment or Service we own (creates it when missing)."""
+        kind = obj["kind"]
+        meta = obj["metadata"]
+        fn = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+        }[kind]
+        await self._call(
+            f"apply {kind} {meta['namespace']}/{meta['name']}",
+            fn,
+            meta["name"],
+            meta["namespace"],
+            dict(obj),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete a Deployment or Service; ``False`` when it was already gone."""
+        fn = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+        }[kind]
+        try:
+            await self._call(f"delete {kind} {namespace}/{name}", fn, name, namespace)
+        except KubeNotFound:
+            return False
+        return True
+
+    async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One value of a Secret, decoded; :class:`KubeError` when missing or forbidden."""
+        secret = await self._call(
+            f"read secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
+        )
+        data = secret.data or {}
+        if key not in data:
+            raise KubeNotFound(f"secret {namespace}/{name}", 404, f"has no key {key!r}")
+        return base64.b64decode(data[key]).decode()

@@ -1,0 +1,227 @@
+"""ModelPool handlers: run the pool's servers, and say whether they are ready.
+
+Three modes, chosen by the spec (the CRD allows exactly one):
+
+* managed (``spec.replicas``): a vLLM Deployment and a Service (see ``deployments``), applied
+  on create, on change and on operator start; their readiness comes from the Deployment's own
+  status, followed by watching the Deployments the operator owns.
+* simulator (``spec.simulator``): the same with ``kswarm sim``.
+* endpoint (``spec.endpoint``): nothing to run; a timer probes ``GET /v1/models``.
+
+The pool index (``pool_index``) is how SwarmJobs learn which pools exist without asking the API
+server: kopf fills it from its own watch of ModelPools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from kswarm.operator import deployments as children
+from kswarm.operator import probing
+from kswarm.operator import status as job_status
+from kswarm.operator.kube import KubeError, KubeNotFound, KubeRetryable
+from kswarm.operator.runtime import runtime_of
+
+__all__ = [
+    "GROUP",
+    "PLURAL",
+    "VERSION",
+    "apply_pool",
+    "deployment_changed",
+    "index_pool",
+    "pool_status_from_deployment",
+    "probe_pool",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "kswarm.dev", "v1alpha1", "modelpools"
+
+
+def index_pool(
+    namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Index: (namespace, name) -> the pool's mode and last known status."""
+    return {(namespace, name): {"mode": children.pool_mode(spec), "status": dict(status)}}
+
+
+async def apply_pool(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str,
+    name: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    old: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Create or update the Deployment and Service of a managed or simulator pool."""
+    rt = runtime_of(memo)
+    mode = children.pool_mode(spec)
+    generation = meta.get("generation")
+    objects = children.render_children(body, image=rt.config.image)
+    try:
+        for obj in objects:
+            await rt.api.apply(obj)
+        old_spec = (old or {}).get("spec") or {}
+        if not objects and old_spec and children.pool_mode(old_spec) != "endpoint":
+            for kind in ("Deployment", "Service"):
+                await rt.api.delete(kind, namespace, children.child_name(name))
+    except KubeRetryable as e:
+        raise kopf.TemporaryError(str(e), delay=5) from e
+    except KubeError as e:
+        kopf.event(body, type="Warning", reason="ApplyFailed", message=str(e))
+        raise kopf.PermanentError(str(e)) from e
+    if objects:
+        log.info("pool applied namespace=%s name=%s mode=%s", namespace, name, mode)
+        if not status.get("phase"):
+            patch.status.update(
+                pool_status_from_deployment(
+                    spec,
+                    name,
+                    namespace,
+                    desired=int(objects[0]["spec"]["replicas"]),
+                    ready=0,
+                    old_conditions=None,
+                    now=rt.now(),
+                    generation=generation,
+                )
+            )
+        else:
+            patch.status["observedGeneration"] = generation
+
+
+def pool_status_from_deployment(
+    spec: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    *,
+    desired: int,
+    ready: int,
+    old_conditions: Any,
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    """The status of a managed or simulator pool from its Deployment's replica counts."""
+    if desired == 0:
+        phase, reason, message = "Pending", "ScaledToZero", "the pool has 0 replicas"
+    elif ready == 0:
+        phase, reason, message = "Pending", "ReplicasNotReady", f"0 of {desired} replicas ready"
+    elif ready < desired:
+        phase, reason, message = "Degraded", "ReplicasNotReady", f"{ready} of {desired} ready"
+    else:
+        phase, reason, message = "Ready", "ReplicasReady", f"{ready} of {desired} replicas ready"
+    cond = {
+        "type": "Ready",
+        "status": "True" if phase == "Ready" else "False",
+        "reason": reason,
+        "message": message,
+    }
+    out: dict[str, Any] = {
+        "phase": phase,
+        "readyReplicas": ready,
+        "endpoints": [children.service_url(name, namespace)] if ready else [],
+        "conditions": job_status.set_conditions(
+            old_conditions, [cond], now=now, generation=generation
+        ),
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def _owning_pool(meta: Mapping[str, Any]) -> str | None:
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("kind") == "ModelPool" and str(ref.get("apiVersion", "")).startswith(GROUP):
+            return str(ref["name"])
+    return None
+
+
+async def deployment_changed(
+    type: str | None,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str,
+    memo: kopf.Memo,
+    pool_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    """A Deployment we own changed: carry its ready replicas into the pool's status."""
+    pool = _owning_pool(meta)
+    if pool is None or (namespace, pool) not in pool_index:
+        return
+    rt = runtime_of(memo)
+    known = next(iter(pool_index[(namespace, pool)]), {})
+    old = dict(known.get("status") or {})
+    ready = 0 if type == "DELETED" else int(status.get("readyReplicas") or 0)
+    fresh = pool_status_from_deployment(
+        {},
+        pool,
+        namespace,
+        desired=int(spec.get("replicas", 1) or 0),
+        ready=ready,
+        old_conditions=old.get("conditions"),
+        now=rt.now(),
+        generation=old.get("observedGeneration"),
+    )
+    delta = job_status.changed_fields(old, fresh)
+    if not delta:
+        return
+    try:
+        await rt.api.patch_status(GROUP, VERSION, PLURAL, namespace, pool, delta)
+    except KubeNotFound:
+        return
+    log.info(
+        "pool readiness namespace=%s name=%s ready=%s phase=%s",
+        namespace,
+        pool,
+        ready,
+        fresh["phase"],
+    )
+
+
+async def probe_pool(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str,
+    name: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Timer of endpoint pools: probe the server and report what it said."""
+    rt = runtime_of(memo)
+    api_key = None
+    secret = spec.get("apiKeySecret")
+    if secret:
+        try:
+            api_key = await rt.api.read_secret_value(
+                namespace, str(secret["name"]), str(secret.get("key", "api-key"))
+            )
+        except KubeError as e:
+            log.warning("pool secret unreadable namespace=%s name=%s error=%s", namespace, name, e)
+    probe = await probing.probe_endpoint(str(spec["endpoint"]), api_key=api_key)
+    fresh = probing.pool_status_from_probe(
+        spec,
+        probe,
+        old_conditions=status.get("conditions"),
+        now=rt.now(),
+        generation=meta.get("generation"),
+    )
+    delta = job_status.changed_fields(dict(status), fresh)
+    if delta:
+        patch.status.update(delta)
+        if delta.get("phase"):
+            kind = "Normal" if fresh["phase"] == "Ready" else "Warning"
+            kopf.event(body, type=kind, reason=f"Pool{fresh['phase']}", message=probe.message)
+            log.info("pool probed namespace=%s name=%s phase=%s", namespace, name, fresh["phase"])

@@ -1,0 +1,331 @@
+"""SwarmJob handlers: accept a job and start its workflow, keep its status true while it runs,
+cancel it when the object is deleted.
+
+The lifecycle, as ``kubectl get sj`` shows it:
+
+    (created) -> Pending (PoolNotFound, retried until the pool appears)
+              -> Running (workflow ``swarmjob-<uid>`` started, conditions Accepted and Running)
+              -> Succeeded | Failed | Cancelled (final counters, result, condition, event)
+    invalid spec -> Failed (Accepted=False, reason InvalidSpec), nothing started
+
+Starting is idempotent (see ``workflow_runs``), so a restarted operator or a retried handler
+never runs a job twice. The status of a running job is rebuilt by one daemon per job at a steady
+interval from the workflow's ``status`` query and the ledger, and written only when it changed;
+the daemon ends with the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from kswarm.errors import SpecError
+from kswarm.operator import status as job_status
+from kswarm.operator import workflow_runs as runs
+from kswarm.operator.kube import KubeNotFound
+from kswarm.operator.runtime import Runtime, runtime_of
+from kswarm.spec import SwarmJobSpec, parse_manifest
+from kswarm.workflows import TASK_QUEUE, SwarmJobInput
+
+__all__ = [
+    "GROUP",
+    "PLURAL",
+    "VERSION",
+    "cancel_job",
+    "missing_pools",
+    "start_job",
+    "watch_job",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "kswarm.dev", "v1alpha1", "swarmjobs"
+START_RETRY_SECONDS = 2.0
+
+
+def _manifest(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body.get("metadata", {})),
+        "spec": _plain(body.get("spec", {})),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def missing_pools(
+    spec: SwarmJobSpec, namespace: str, static: frozenset[str], pool_index: Mapping[Any, Any]
+) -> list[str]:
+    """Pools the job names that are neither static nor a ModelPool in its namespace."""
+    named = dict.fromkeys((spec.orchestrator.pool, spec.subagents.pool))
+    return [p for p in named if p not in static and (namespace, p) not in pool_index]
+
+
+async def start_job(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    pool_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    """Validate the job, resolve its pools, start its workflow once."""
+    rt = runtime_of(memo)
+    now = rt.now()
+    generation = meta.get("generation")
+    conditions = status.get("conditions")
+    try:
+        job = parse_manifest(_manifest(body), known_tools=rt.known_tools)
+    except SpecError as e:
+        patch.status.update(
+            phase="Failed",
+            reason="InvalidSpec",
+            observedGeneration=generation,
+            conditions=job_status.set_conditions(
+                conditions,
+                [
+                    {
+                        "type": "Accepted",
+                        "status": "False",
+                        "reason": "InvalidSpec",
+                        "message": str(e),
+                    }
+                ],
+                now=now,
+                generation=generation,
+            ),
+        )
+        kopf.event(body, type="Warning", reason="InvalidSpec", message=str(e))
+        log.info("job refused namespace=%s name=%s error=%r", namespace, name, str(e))
+        raise kopf.PermanentError(f"invalid spec: {e}") from e
+
+    missing = missing_pools(job.spec, namespace, rt.config.static_pools, pool_index)
+    if missing:
+        message = (
+            f"ModelPool {', '.join(repr(p) for p in missing)} not found in namespace "
+            f"{namespace!r}; the job starts when it exists"
+        )
+        if status.get("reason") != "PoolNotFound":
+            kopf.event(body, type="Warning", reason="PoolNotFound", message=message)
+        patch.status.update(
+            phase="Pending",
+            reason="PoolNotFound",
+            observedGeneration=generation,
+            conditions=job_status.set_conditions(
+                conditions,
+                [
+                    {
+                        "type": "Accepted",
+                        "status": "False",
+                        "reason": "PoolNotFound",
+                        "message": message,
+                    }
+                ],
+                now=now,
+                generation=generation,
+            ),
+        )
+        raise kopf.TemporaryError(message, delay=rt.config.pool_retry_seconds)
+
+    inp = SwarmJobInput(name=name, namespace=namespace, uid=uid, spec=job.spec)
+    try:
+        started = await runs.start_once(rt.client, inp)
+    except Exception as e:  # Temporal away: try again soon
+        raise kopf.TemporaryError(
+            f"cannot start the workflow: {e}", delay=START_RETRY_SECONDS
+        ) from e
+    if started.created:
+        kopf.event(
+            body,
+            type="Normal",
+            reason="WorkflowStarted",
+            message=f"workflow {started.workflow_id} (run {started.run_id}) started on task "
+            f"queue {TASK_QUEUE}",
+        )
+    pools = ", ".join(dict.fromkeys((job.spec.orchestrator.pool, job.spec.subagents.pool)))
+    patch.status.update(
+        phase="Running",
+        reason=None,
+        workflowId=started.workflow_id,
+        startedAt=status.get("startedAt") or job_status.timestamp(started.start_time or now),
+        observedGeneration=generation,
+        conditions=job_status.set_conditions(
+            conditions,
+            [
+                {
+                    "type": "Accepted",
+                    "status": "True",
+                    "reason": "Validated",
+                    "message": f"spec is valid; pools: {pools}",
+                },
+                {
+                    "type": "Running",
+                    "status": "True",
+                    "reason": "WorkflowStarted",
+                    "message": f"workflow {started.workflow_id} is running",
+                },
+            ],
+            now=now,
+            generation=generation,
+        ),
+    )
+
+
+async def watch_job(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str,
+    name: str,
+    uid: str,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Daemon: rebuild the status of a running job until it ends, then write the final one."""
+    rt = runtime_of(memo)
+    interval = rt.config.status_interval
+    while not status.get("workflowId"):  # a live view: the start handler fills it in
+        if status.get("phase") in job_status.TERMINAL_PHASES:
+            return
+        await asyncio.sleep(interval)
+    reporter = _Reporter(rt, body, namespace, name, dict(_plain(status)))
+    wid = str(status["workflowId"])
+    while True:
+        try:
+            if await _follow(rt, reporter, wid, uid, name, meta.get("generation")):
+                return
+        except KubeNotFound:
+            log.info("job gone namespace=%s name=%s", namespace, name)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # Temporal, ledger or API hiccup: keep watching
+            log.warning(
+                "status pass failed namespace=%s name=%s error=%s: %s",
+                namespace,
+                name,
+                type(e).__name__,
+                e,
+            )
+        await asyncio.sleep(interval)
+
+
+async def _follow(
+    rt: Runtime, reporter: _Reporter, wid: str, uid: str, name: str, generation: int | None
+) -> bool:
+    """Follow the run until it closes; ``True`` once the final status is written."""
+    desc = await runs.describe(rt.client, wid)
+    if desc is None:
+        await reporter.write({"phase": "Failed", "reason": "WorkflowNotFound"})
+        return True
+    handle = rt.client.get_workflow_handle(wid, run_id=desc.run_id)
+    if desc.start_time and not reporter.last.get("startedAt"):
+        await reporter.write({"startedAt": job_status.timestamp(desc.start_time)})
+    while desc.status == runs.OPEN:
+        js = await runs.live_status(handle)
+        counters = await rt.counters(uid)
+        fresh = job_status.live_status(name, uid, js, counters)
+        spawned = js.subagents_spawned - int(reporter.last.get("subagents", {}).get("spawned", 0))
+        await reporter.write(fresh)
+        if spawned > 0:
+            reporter.event(
+                "Normal",
+                "SubagentsSpawned",
+                f"{spawned} sub-agents spawned in stage {js.stage} "
+                f"({js.subagents_spawned} in total)",
+            )
+        if await runs.wait_closed(handle, rt.config.status_interval):
+            desc = await handle.describe()
+    ledger = await rt.ledger()
+    counters = await ledger.job_counters(uid) if ledger is not None else None
+    if counters is None:
+        raise RuntimeError("the ledger is unavailable; the final status waits for its counters")
+    result = await runs.closed_result(handle, desc, ledger, name=name, uid=uid)
+    final = job_status.final_status(
+        result,
+        counters,
+        old_conditions=reporter.last.get("conditions"),
+        finished_at=desc.close_time or rt.now(),
+        now=rt.now(),
+        generation=generation,
+    )
+    await reporter.write(final)
+    kind = "Normal" if final["phase"] == "Succeeded" else "Warning"
+    message = next(c["message"] for c in final["conditions"] if c["type"] == "Running")
+    reporter.event(kind, final["phase"], message)
+    log.info(
+        "job finished namespace=%s name=%s phase=%s critical_steps=%s tool_calls=%s",
+        reporter.namespace,
+        name,
+        final["phase"],
+        final["criticalSteps"],
+        final["toolCalls"]["total"],
+    )
+    return True
+
+
+class _Reporter:
+    """Writes a job's status (only what changed) and posts its events."""
+
+    def __init__(
+        self, rt: Runtime, body: kopf.Body, namespace: str, name: str, last: dict[str, Any]
+    ) -> None:
+        self.rt, self.body, self.namespace, self.name = rt, body, namespace, name
+        self.last = last
+
+    async def write(self, fields: Mapping[str, Any]) -> None:
+        delta = job_status.changed_fields(self.last, fields)
+        if not delta:
+            return
+        await self.rt.api.patch_status(GROUP, VERSION, PLURAL, self.namespace, self.name, delta)
+        self.last.update(delta)
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        kopf.event(self.body, type=kind, reason=reason, message=message)
+
+
+async def cancel_job(
+    status: kopf.Status,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    uid: str,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Finalizer: cancel the job's workflow and wait (bounded) for it to close."""
+    rt = runtime_of(memo)
+    wid = str(status.get("workflowId") or runs.workflow_id(uid))
+    final = await runs.cancel_and_wait(rt.client, wid, rt.config.cancel_timeout)
+    log.info(
+        "job deleted namespace=%s name=%s workflow_id=%s workflow_status=%s",
+        namespace,
+        name,
+        wid,
+        final,
+    )
+    if final == "RUNNING":
+        kopf.event(
+            body,
+            type="Warning",
+            reason="CancelTimeout",
+            message=f"workflow {wid} did not close within {rt.config.cancel_timeout:g}s of its "
+            "cancellation; letting the object go",
+        )
+    elif final == "CANCELED":
+        kopf.event(body, type="Normal", reason="Cancelled", message=f"workflow {wid} cancelled")

@@ -1,0 +1,275 @@
+"""The real stack behind the operator's e2e tests, minus the cluster itself.
+
+* :class:`SwarmBackend`: the Temporal dev server, the ledger on PostgreSQL, simulated pools and
+  a worker on task queue ``kswarm``, all in one asyncio loop on a background thread (the tests
+  themselves block on kubectl, which must not stall the worker).
+* :class:`OperatorProcess`: ``python -m kswarm.operator`` as a subprocess, logged in with the
+  token of the ``kswarm-operator`` ServiceAccount bound to ``deploy/rbac.yaml``: if the RBAC
+  there lacks a verb the operator uses, these tests fail. A test may kill it and start it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from temporalio.client import Client, WorkflowExecutionDescription
+
+from kswarm.devserver import free_port, start_dev_server
+from kswarm.ledger import JobCounters, Ledger
+from kswarm.llm.client import LLMClient
+from kswarm.llm.pools import PoolConfig, PoolRegistry
+from kswarm.llm.sim_config import SimConfig
+from kswarm.llm.simulator import start_replicas, stop_replicas
+from kswarm.tools import default_registry
+from kswarm.workflows import TASK_QUEUE
+from kswarm.workflows.activities import SwarmActivities
+from kswarm.workflows.worker import build_workers, running_workers
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+EXAMPLES = REPO / "examples"
+FAST, SLOW = 0.002, 1.0
+"""Simulator time scales: 'default' and 'late-pool' run 500x a GPU's pace, 'slow' runs at it."""
+STATIC_POOLS = ("default", "slow")
+"""Pools the worker serves that need no ModelPool object (the operator's KSWARM_STATIC_POOLS)."""
+SIM_MODEL = "kswarm-sim"
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """An asyncio loop on a daemon thread; :meth:`run` waits for one coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="e2e-bg")
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class SwarmBackend:
+    bg: BackgroundLoop
+    temporal_address: str
+    database_url: str
+    client: Client
+    ledger: Ledger
+    pool_urls: dict[str, list[str]] = field(default_factory=dict)
+
+    def describe(self, workflow_id: str) -> WorkflowExecutionDescription:
+        return self.bg.run(self.client.get_workflow_handle(workflow_id).describe())
+
+    def run_ids(self, workflow_id: str) -> list[str]:
+        """Run ids of every execution with this workflow id, open or closed."""
+
+        async def runs() -> list[str]:
+            query = f"WorkflowId = '{workflow_id}'"
+            return [w.run_id async for w in self.client.list_workflows(query)]
+
+        return self.bg.run(runs())
+
+    def counters(self, uid: str) -> JobCounters:
+        return self.bg.run(self.ledger.job_counters(uid))
+
+    def job(self, uid: str) -> Any:
+        return self.bg.run(self.ledger.get_job(uid))
+
+
+@contextlib.contextmanager
+def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
+    """Temporal, the ledger, the simulated pools and a worker, until the block ends."""
+    bg = BackgroundLoop()
+    stack = contextlib.AsyncExitStack()
+
+    async def start() -> SwarmBackend:
+        server = await stack.enter_async_context(start_dev_server(state_dir))
+        ledger = await Ledger.connect(database_url, migrate=True)
+        stack.push_async_callback(ledger.close)
+        fast = await start_replicas(2, SimConfig(model=SIM_MODEL, time_scale=FAST))
+        slow = await start_replicas(1, SimConfig(model=SIM_MODEL, time_scale=SLOW))
+        stack.push_async_callback(stop_replicas, [*fast, *slow])
+        urls = {
+            "default": [s.url for s in fast],
+            "late-pool": [s.url for s in fast],
+            "slow": [s.url for s in slow],
+        }
+        pools = PoolRegistry(
+            PoolConfig(name=n, model=SIM_MODEL, replicas=tuple(u), max_concurrency=256)
+            for n, u in urls.items()
+        )
+        llm = LLMClient()
+        stack.push_async_callback(llm.aclose)
+        client = await Client.connect(server.address)
+        activities = SwarmActivities(ledger, llm, pools, default_registry())
+        workers = build_workers(client, activities, task_queue=TASK_QUEUE)
+        await stack.enter_async_context(running_workers(workers))
+        return SwarmBackend(bg, server.address, database_url, client, ledger, urls)
+
+    try:
+        yield bg.run(start())
+    finally:
+        try:
+            bg.run(stack.aclose(), timeout=60)
+        finally:
+            bg.close()
+
+
+def service_account_kubeconfig(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    admin_kubeconfig: Path,
+    out: Path,
+    *,
+    namespace: str = "kswarm-system",
+    name: str = "kswarm-operator",
+) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount (TokenRequest API)."""
+    token = kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testcp", "cluster": cluster}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "testcp", "user": name}}],
+        "current-context": name,
+    }
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
+def apply_operator_identity(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The namespace, ServiceAccounts and RBAC of deploy/, for real (not a dry run)."""
+    for part in ("namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "pool-secrets.yaml"):
+        kubectl("apply", "-f", str(DEPLOY / part))
+
+
+class OperatorProcess:
+    """``python -m kswarm.operator`` with the given kubeconfig and backend."""
+
+    def __init__(self, kubeconfig: Path, backend: SwarmBackend, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.backend = backend
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KSWARM_TEMPORAL_ADDRESS": self.backend.temporal_address,
+            "KSWARM_DATABASE_URL": self.backend.database_url,
+            "KSWARM_STATIC_POOLS": ",".join(STATIC_POOLS),
+            "KSWARM_STATUS_INTERVAL": "0.5",
+            "KSWARM_POOL_RETRY_SECONDS": "1",
+            "KSWARM_POOL_PROBE_INTERVAL": "1",
+            "KSWARM_CANCEL_TIMEOUT": "20",
+            "KSWARM_OPERATOR_HEALTH": f"http://127.0.0.1:{self.port}/healthz",
+            "KSWARM_LOG_LEVEL": "INFO",
+        }
+
+    def start(self, timeout: float = 60) -> None:
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== operator start {self.starts} =====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kswarm.operator"],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(REPO),
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        mark = f"operator start {self.starts} ====="
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"the operator exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            text = self.log_path.read_text(errors="replace")
+            if "operator started" in text.rsplit(mark, 1)[-1] and self._healthy():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the operator did not start in {timeout}s:\n{self.log_tail()}")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies under the operator."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def example(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text()))
+
+
+def on_pool(manifest: dict[str, Any], pool: str, name: str | None = None) -> dict[str, Any]:
+    """A copy of a SwarmJob manifest whose orchestrator and sub-agents use ``pool``."""
+    m = json.loads(json.dumps(manifest))
+    if name:
+        m["metadata"]["name"] = name
+    m["spec"].setdefault("orchestrator", {})["pool"] = pool
+    m["spec"].setdefault("subagents", {})["pool"] = pool
+    return m
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], *, timeout: float = 60, every: float = 0.2
+) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
