@@ -9,19 +9,25 @@ file but the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 
 from kswarm.config import kswarm_home
-from kswarm.devserver import DevServer, start_dev_server
+from kswarm.devserver import DevServer, free_port, start_dev_server
+from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools_file
@@ -63,24 +69,101 @@ class EmbeddedStack:
     sims: list[Any]
 
 
+def _pool_of(urls: list[str], opts: SimOptions) -> PoolRegistry:
+    return PoolRegistry(
+        [
+            PoolConfig(
+                name=DEFAULT_POOL,
+                model=SIM_MODEL,
+                replicas=tuple(urls),
+                max_concurrency=opts.max_concurrency,
+                request_timeout_seconds=opts.request_timeout_seconds,
+            )
+        ]
+    )
+
+
 @contextlib.asynccontextmanager
 async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[Any]]]:
-    from kswarm.llm.simulator import start_replicas
+    """Simulated replicas: in this process when a custom behaviour is given, else in a process
+    of their own (``kswarm sim``), so the simulator's work never competes with the worker's."""
+    if "behaviour" in opts.extra:
+        from kswarm.llm.simulator import start_replicas, stop_replicas
 
-    config = SimConfig(model=SIM_MODEL, time_scale=opts.time_scale, seed=opts.seed, **opts.extra)
-    servers = await start_replicas(opts.replicas, config)
-    try:
-        pool = PoolConfig(
-            name=DEFAULT_POOL,
-            model=SIM_MODEL,
-            replicas=tuple(s.url for s in servers),
-            max_concurrency=opts.max_concurrency,
-            request_timeout_seconds=opts.request_timeout_seconds,
+        config = SimConfig(
+            model=SIM_MODEL, time_scale=opts.time_scale, seed=opts.seed, **opts.extra
         )
-        yield PoolRegistry([pool]), servers
+        servers = await start_replicas(opts.replicas, config)
+        try:
+            yield _pool_of([s.url for s in servers], opts), servers
+        finally:
+            await stop_replicas(servers)
+        return
+    port = _free_port_run(opts.replicas)
+    cmd = [
+        sys.executable,
+        "-m",
+        "kswarm.cli",
+        "sim",
+        "--port",
+        str(port),
+        "--replicas",
+        str(opts.replicas),
+        "--time-scale",
+        repr(opts.time_scale),
+        "--seed",
+        str(opts.seed),
+        "--model",
+        SIM_MODEL,
+    ]
+    for key, value in opts.extra.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    urls = [f"http://127.0.0.1:{port + i}" for i in range(opts.replicas)]
+    try:
+        await _wait_healthy(urls, proc)
+        yield _pool_of(urls, opts), [proc]
     finally:
-        for s in servers:
-            await s.stop()
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _free_port_run(n: int) -> int:
+    """A base port with ``n`` free loopback ports after it."""
+    for _ in range(50):
+        base = free_port()
+        ok = True
+        for p in range(base + 1, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise ConfigError(f"no {n} consecutive free loopback ports for the simulator")
+
+
+async def _wait_healthy(urls: list[str], proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise ConfigError(f"the simulator exited with {proc.returncode}: {err[-1000:]}")
+            try:
+                codes = [(await http.get(f"{u}/health")).status_code for u in urls]
+                if codes == [200] * len(urls):
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+    raise ConfigError("the simulator did not become healthy within 15 s")
 
 
 @contextlib.asynccontextmanager

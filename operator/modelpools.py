@@ -6,7 +6,9 @@ Three modes, chosen by the spec (the CRD allows exactly one):
   on create, on change and on operator start; their readiness comes from the Deployment's own
   status, followed by watching the Deployments the operator owns.
 * simulator (``spec.simulator``): the same with ``kswarm sim``.
-* endpoint (``spec.endpoint``): nothing to run; a timer probes ``GET /v1/models``.
+* endpoint (``spec.endpoint``): nothing to run; a timer asks the server ``GET /v1/models``
+  (what vLLM and ``kswarm sim`` answer): Ready when the pool's model is listed, Degraded when
+  the server lists other models, Failed when it does not answer or refuses.
 
 The pool index (``pool_index``) is how SwarmJobs learn which pools exist without asking the API
 server: kopf fills it from its own watch of ModelPools.
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
 import kopf
 
 from kswarm.operator import deployments as children
-from kswarm.operator import probing
 from kswarm.operator import status as job_status
 from kswarm.operator.kube import KubeError, KubeNotFound, KubeRetryable
 from kswarm.operator.runtime import runtime_of
@@ -31,10 +34,14 @@ __all__ = [
     "GROUP",
     "PLURAL",
     "VERSION",
+    "ProbeResult",
     "apply_pool",
+    "base_url",
     "deployment_changed",
     "index_pool",
     "pool_status_from_deployment",
+    "pool_status_from_probe",
+    "probe_endpoint",
     "probe_pool",
 ]
 
@@ -188,6 +195,90 @@ async def deployment_changed(
     )
 
 
+# --------------------------------------------------------------------------- endpoint pools
+
+
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    reachable: bool
+    models: tuple[str, ...]
+    message: str
+    http_status: int | None = None
+
+
+def base_url(endpoint: str) -> str:
+    """``http://host:8000/v1/`` -> ``http://host:8000``: the form the kswarm client takes."""
+    url = endpoint.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+async def probe_endpoint(
+    endpoint: str,
+    *,
+    api_key: str | None = None,
+    seconds: float = PROBE_TIMEOUT_SECONDS,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ProbeResult:
+    url = f"{base_url(endpoint)}/v1/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=seconds, transport=transport) as http:
+            resp = await http.get(url, headers=headers)
+    except httpx.HTTPError as e:
+        return ProbeResult(False, (), f"GET {url} failed: {type(e).__name__}: {e}".strip(": "))
+    if resp.status_code in (401, 403):
+        hint = "" if api_key else "; name the key's Secret in spec.apiKeySecret"
+        return ProbeResult(False, (), f"GET {url}: HTTP {resp.status_code}{hint}", resp.status_code)
+    if resp.status_code != 200:
+        return ProbeResult(False, (), f"GET {url}: HTTP {resp.status_code}", resp.status_code)
+    try:
+        data = resp.json().get("data", [])
+        models = tuple(str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id"))
+    except (ValueError, AttributeError):
+        return ProbeResult(False, (), f"GET {url}: not an OpenAI model list", 200)
+    return ProbeResult(True, models, f"{url} serves {', '.join(models) or 'no model'}", 200)
+
+
+def pool_status_from_probe(
+    spec: Mapping[str, Any],
+    probe: ProbeResult,
+    *,
+    old_conditions: Any,
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    """The status of an endpoint pool after one probe."""
+    model = str(spec.get("model", ""))
+    endpoint = str(spec["endpoint"])
+    if not probe.reachable:
+        phase, ready, reason = "Failed", 0, "EndpointUnreachable"
+        message = probe.message
+    elif probe.models and model not in probe.models:
+        phase, ready, reason = "Degraded", 0, "ModelNotServed"
+        message = f"{probe.message}; not {model!r}"
+    else:
+        phase, ready, reason = "Ready", 1, "EndpointReachable"
+        message = probe.message
+    cond = {
+        "type": "Ready",
+        "status": "True" if phase == "Ready" else "False",
+        "reason": reason,
+        "message": message,
+    }
+    return {
+        "phase": phase,
+        "readyReplicas": ready,
+        "endpoints": [base_url(endpoint)] if ready else [],
+        "observedGeneration": generation,
+        "conditions": job_status.set_conditions(
+            old_conditions, [cond], now=now, generation=generation
+        ),
+    }
+
+
 async def probe_pool(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -210,8 +301,8 @@ async def probe_pool(
             )
         except KubeError as e:
             log.warning("pool secret unreadable namespace=%s name=%s error=%s", namespace, name, e)
-    probe = await probing.probe_endpoint(str(spec["endpoint"]), api_key=api_key)
-    fresh = probing.pool_status_from_probe(
+    probe = await probe_endpoint(str(spec["endpoint"]), api_key=api_key)
+    fresh = pool_status_from_probe(
         spec,
         probe,
         old_conditions=status.get("conditions"),

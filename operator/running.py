@@ -1,23 +1,138 @@
-"""``kswarm operator``: run the kopf operator until SIGTERM, configured by the environment.
+"""``kswarm operator``: which kopf handler reacts to what, and the process that runs them.
 
-It serves the whole cluster unless ``KSWARM_WATCH_NAMESPACES`` names namespaces, and always
-runs standalone (no kopf peering objects): the Deployment in ``deploy/`` runs one replica with
-the Recreate strategy, so two operators never handle the same object.
+Handlers are plain functions in ``swarmjobs`` and ``modelpools``; they are registered here on a
+registry of their own (not kopf's global one), with the intervals of the given config, so a
+test or a second operator in one process gets exactly what it asks for. The operator serves the
+whole cluster unless ``KSWARM_WATCH_NAMESPACES`` names namespaces, and always runs standalone
+(no kopf peering objects): ``deploy/`` runs one replica with the Recreate strategy, so two
+operators never handle the same object.
+
+kopf settings chosen at startup, and why:
+
+* progress and the last-handled spec live in ``kswarm.dev/*`` annotations, never in
+  ``status.kopf`` (the CRD schema would prune it, and every write would cost a status patch);
+* the finalizer is ``kswarm.dev/finalizer``;
+* kopf posts no Events of its own (its retry messages would flood ``kubectl describe``); the
+  handlers post the milestones explicitly;
+* watches time out on the server side, so a silently dropped connection cannot stall them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Sequence
+from typing import Any
 
 import kopf
 
-from kswarm.operator.handlers import build_registry
-from kswarm.operator.runtime import Runtime
-from kswarm.operator.settings import OperatorConfig
+from kswarm.operator import deployments as children
+from kswarm.operator import modelpools, swarmjobs
+from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
-__all__ = ["main", "run"]
+__all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "kswarm.dev/finalizer"
+ANNOTATION_PREFIX = "kswarm.dev"
+SWARMJOBS = (swarmjobs.GROUP, swarmjobs.VERSION, swarmjobs.PLURAL)
+MODELPOOLS = (modelpools.GROUP, modelpools.VERSION, modelpools.PLURAL)
+DEPLOYMENTS = ("apps", "v1", "deployments")
+OWNED = {children.LABEL_MANAGED_BY: children.MANAGED_BY}
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """The kopf settings of the module docstring."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.CRITICAL + 1
+    settings.posting.reporting_component = "kswarm-operator"
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME") or socket.gethostname()
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+
+
+async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure(settings)
+    rt = runtime_of(memo)
+    try:
+        await rt.connect()
+    except Exception as e:  # retried by kopf until Temporal answers
+        raise kopf.TemporaryError(f"cannot connect: {type(e).__name__}: {e}", delay=2) from e
+    config = rt.config
+    log.info(
+        "operator started clusterwide=%s namespaces=%s static_pools=%s status_interval=%s",
+        config.clusterwide,
+        ",".join(config.watch_namespaces) or "-",
+        ",".join(sorted(config.static_pools)),
+        config.status_interval,
+    )
+
+
+async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await runtime_of(memo).close()
+
+
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the ServiceAccount's token; elsewhere: the kubeconfig (KUBECONFIG)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def _endpoint_pool(spec: kopf.Spec, **_: Any) -> bool:
+    return children.pool_mode(spec) == "endpoint"
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """Every handler of the operator, registered with ``config``'s intervals."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.startup(registry=registry, retries=None, backoff=2)(_startup)
+    kopf.on.cleanup(registry=registry)(_cleanup)
+    kopf.on.login(registry=registry)(_login)
+
+    # SwarmJobs: start once, follow while unfinished, cancel on deletion.
+    kopf.index(*MODELPOOLS, id="pool_index", registry=registry)(modelpools.index_pool)
+    kopf.on.create(*SWARMJOBS, id="start", registry=registry, backoff=2)(swarmjobs.start_job)
+    # No `when` filter on the phase: kopf would cancel the daemon the moment its own final
+    # write comes back through the watch. The daemon ends itself, at once for ended jobs.
+    kopf.daemon(
+        *SWARMJOBS,
+        id="status",
+        registry=registry,
+        backoff=config.status_interval,
+        cancellation_backoff=config.status_interval + 1.0,
+        cancellation_timeout=2.0,
+    )(swarmjobs.watch_job)
+    kopf.on.delete(*SWARMJOBS, id="cancel", registry=registry, retries=10, backoff=3)(
+        swarmjobs.cancel_job
+    )
+
+    # ModelPools: apply children on any spec change (and at start), follow their Deployments,
+    # probe endpoints.
+    for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        cause(*MODELPOOLS, id="apply", registry=registry, backoff=5)(modelpools.apply_pool)
+    kopf.on.event(*DEPLOYMENTS, id="readiness", registry=registry, labels=OWNED)(
+        modelpools.deployment_changed
+    )
+    kopf.timer(
+        *MODELPOOLS,
+        id="probe",
+        registry=registry,
+        when=_endpoint_pool,
+        interval=config.pool_probe_interval,
+    )(modelpools.probe_pool)
+    return registry
+
+
+# --------------------------------------------------------------------------- the process
 
 LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
@@ -28,6 +143,7 @@ def _configure_logging() -> None:
     # kopf says "Handler ... succeeded" for every pass of every handler: keep its warnings only.
     kopf_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
     logging.getLogger("kopf").setLevel(kopf_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per pool probe otherwise
 
 
 def run(config: OperatorConfig) -> None:

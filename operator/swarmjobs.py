@@ -194,20 +194,26 @@ async def watch_job(
     name: str,
     uid: str,
     memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
     **_: Any,
 ) -> None:
-    """Daemon: rebuild the status of a running job until it ends, then write the final one."""
+    """Daemon: rebuild the status of a running job until it ends, then write the final one.
+
+    It returns on its own once the final status is written (and at once for a job that has
+    ended before), and leaves early, between two passes, when kopf asks it to stop.
+    """
     rt = runtime_of(memo)
     interval = rt.config.status_interval
     while not status.get("workflowId"):  # a live view: the start handler fills it in
-        if status.get("phase") in job_status.TERMINAL_PHASES:
+        if status.get("phase") in job_status.TERMINAL_PHASES or await stopped.wait(interval):
             return
-        await asyncio.sleep(interval)
+    if status.get("phase") in job_status.TERMINAL_PHASES:
+        return
     reporter = _Reporter(rt, body, namespace, name, dict(_plain(status)))
     wid = str(status["workflowId"])
-    while True:
+    while not stopped:
         try:
-            if await _follow(rt, reporter, wid, uid, name, meta.get("generation")):
+            if await _follow(rt, reporter, stopped, wid, uid, name, meta.get("generation")):
                 return
         except KubeNotFound:
             log.info("job gone namespace=%s name=%s", namespace, name)
@@ -221,24 +227,33 @@ async def watch_job(
                 name,
                 type(e).__name__,
                 e,
+                exc_info=log.isEnabledFor(logging.DEBUG),
             )
-        await asyncio.sleep(interval)
+        await stopped.wait(interval)
 
 
 async def _follow(
-    rt: Runtime, reporter: _Reporter, wid: str, uid: str, name: str, generation: int | None
+    rt: Runtime,
+    reporter: _Reporter,
+    stopped: kopf.DaemonStopped,
+    wid: str,
+    uid: str,
+    name: str,
+    generation: int | None,
 ) -> bool:
     """Follow the run until it closes; ``True`` once the final status is written."""
     desc = await runs.describe(rt.client, wid)
     if desc is None:
         await reporter.write({"phase": "Failed", "reason": "WorkflowNotFound"})
         return True
-    handle = rt.client.get_workflow_handle(wid, run_id=desc.run_id)
+    handle = runs.handle_for(rt.client, wid, desc.run_id)
     if desc.start_time and not reporter.last.get("startedAt"):
         await reporter.write({"startedAt": job_status.timestamp(desc.start_time)})
-    while desc.status == runs.OPEN:
-        js = await runs.live_status(handle)
-        counters = await rt.counters(uid)
+    closed: runs.Closed | None = None
+    while desc.status == runs.OPEN and closed is None:
+        if stopped:
+            return False
+        js, counters = await asyncio.gather(runs.live_status(handle), rt.counters(uid))
         fresh = job_status.live_status(name, uid, js, counters)
         spawned = js.subagents_spawned - int(reporter.last.get("subagents", {}).get("spawned", 0))
         await reporter.write(fresh)
@@ -249,13 +264,15 @@ async def _follow(
                 f"{spawned} sub-agents spawned in stage {js.stage} "
                 f"({js.subagents_spawned} in total)",
             )
-        if await runs.wait_closed(handle, rt.config.status_interval):
-            desc = await handle.describe()
+        closed = await runs.wait_closed(handle, rt.config.status_interval)
     ledger = await rt.ledger()
-    counters = await ledger.job_counters(uid) if ledger is not None else None
-    if counters is None:
+    if ledger is None:
         raise RuntimeError("the ledger is unavailable; the final status waits for its counters")
-    result = await runs.closed_result(handle, desc, ledger, name=name, uid=uid)
+    desc, counters = await asyncio.gather(handle.describe(), ledger.job_counters(uid))
+    if closed is not None and closed.result is not None:
+        result = closed.result
+    else:
+        result = await runs.closed_result(handle, desc, ledger, name=name, uid=uid)
     final = job_status.final_status(
         result,
         counters,

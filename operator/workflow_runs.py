@@ -18,6 +18,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -28,10 +29,12 @@ from kswarm.ledger import Ledger
 from kswarm.workflows import TASK_QUEUE, JobStatus, SwarmJobInput, SwarmJobResult, SwarmWorkflow
 
 __all__ = [
+    "Closed",
     "Started",
     "cancel_and_wait",
     "closed_result",
     "describe",
+    "handle_for",
     "start_once",
     "wait_closed",
     "workflow_id",
@@ -44,6 +47,13 @@ OPEN = WorkflowExecutionStatus.RUNNING
 
 def workflow_id(uid: str) -> str:
     return f"swarmjob-{uid}"
+
+
+def handle_for(
+    client: Client, wid: str, run_id: str | None = None
+) -> WorkflowHandle[Any, SwarmJobResult]:
+    """A handle whose ``result()`` is a :class:`SwarmJobResult`, not a plain dict."""
+    return client.get_workflow_handle_for(SwarmWorkflow.run, wid, run_id=run_id)
 
 
 @dataclass(frozen=True)
@@ -84,21 +94,28 @@ async def describe(client: Client, wid: str) -> WorkflowExecutionDescription | N
         raise
 
 
-async def wait_closed(handle: WorkflowHandle[Any, Any], seconds: float) -> bool:
-    """Wait up to ``seconds`` for the run to close; ``True`` if it has.
+@dataclass(frozen=True)
+class Closed:
+    """The run has closed; ``result`` is its return value when it completed."""
 
-    A long poll on the history: it returns the moment the workflow ends, which keeps the
-    finished-to-status delay short without polling faster.
+    result: SwarmJobResult | None
+
+
+async def wait_closed(handle: WorkflowHandle[Any, SwarmJobResult], seconds: float) -> Closed | None:
+    """Wait up to ``seconds`` for the run to close; ``None`` while it is still open.
+
+    A long poll on the history (close event only): it returns the moment the workflow ends,
+    which keeps the finished-to-status delay short without polling faster.
     """
     try:
-        await asyncio.wait_for(handle.result(follow_runs=False), timeout=seconds)
+        result = await asyncio.wait_for(handle.result(follow_runs=False), timeout=seconds)
     except TimeoutError:
-        return False
+        return None
     except asyncio.CancelledError:
         raise
-    except Exception:  # failed, cancelled, terminated: all mean closed
-        return True
-    return True
+    except WorkflowFailureError:  # failed, cancelled, terminated, timed out: closed, no result
+        return Closed(None)
+    return Closed(result)
 
 
 async def live_status(handle: WorkflowHandle[Any, Any]) -> JobStatus:
@@ -166,6 +183,9 @@ async def cancel_and_wait(client: Client, wid: str, seconds: float) -> str:
         return desc.status.name if desc.status else "UNKNOWN"
     handle = client.get_workflow_handle(wid, run_id=desc.run_id)
     await handle.cancel()
-    await wait_closed(handle, seconds)
+    try:
+        await wait_closed(handle, seconds)
+    except Exception as e:  # the describe below says where the run stands
+        log.warning("waiting for the cancelled run failed workflow_id=%s error=%r", wid, e)
     desc = await handle.describe()
     return desc.status.name if desc.status else "UNKNOWN"

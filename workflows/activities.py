@@ -297,7 +297,7 @@ class SwarmActivities:
             assistant, usage = await self._call_model(inp, pool, model, history + new_messages)
             new_messages.append(assistant)
         rows, spawns, final = await self._classify(inp, assistant)
-        stored = await self.ledger.record_model_step(
+        stored, total_tokens = await self.ledger.record_model_step(
             job_uid=inp.job_uid,
             agent_id=inp.agent_id,
             step=inp.step,
@@ -305,11 +305,12 @@ class SwarmActivities:
             messages=new_messages,
             tool_calls=rows,
             max_tool_calls=inp.max_tool_calls,
+            input_tokens=usage[0],
+            output_tokens=usage[1],
         )
         budget: str | None = None
         if any((r.get("error") or "").endswith("maxToolCalls") for r in stored):
             budget = "maxToolCalls"
-        total_tokens = await self.ledger.add_tokens(inp.job_uid, usage[0], usage[1])
         if inp.max_tokens is not None and total_tokens >= inp.max_tokens:
             budget = "maxTokens"
         kinds = {r["index"]: r for r in rows}
@@ -386,7 +387,7 @@ class SwarmActivities:
             max_tokens=None,
             temperature=0.0,
             extra_body=extra,
-            prefix_key=f"{inp.job_uid}:{inp.role}",
+            prefix_key=f"{inp.job_uid}/{inp.agent_id}",
         )
         offset = (activity.info().attempt - 1) * inp.retry.max_attempts
 

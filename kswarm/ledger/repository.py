@@ -88,6 +88,17 @@ class Ledger:
         mod = postgresql if self.dialect == "postgresql" else sqlite
         return mod.insert(table)
 
+    async def _read_core(self, stmt: Any) -> Sequence[Any]:
+        """Rows of a Core select on a plain connection: the hot paths, without ORM overhead."""
+        try:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(stmt)).all()
+        except (DBAPIError, OSError) as e:
+            err = writing.translate(self.masked_url, e)
+            if err is e:
+                raise
+            raise err from e
+
     async def _read(self, stmt: Any) -> Sequence[Any]:
         # A session, not a bare connection: only a session turns select(Model) into Model
         # objects (a connection would hand back the first column of each row).
@@ -272,7 +283,7 @@ class Ledger:
             .where(models.Message.agent_id == agent_id)
             .order_by(models.Message.seq)
         )
-        return [dict(r[0]) for r in await self._read(q)]
+        return [dict(r[0]) for r in await self._read_core(q)]
 
     # ------------------------------------------------------------------ model calls
 
@@ -382,14 +393,18 @@ class Ledger:
         messages: Sequence[dict[str, Any]],
         tool_calls: Sequence[dict[str, Any]],
         max_tool_calls: int | None,
-    ) -> list[dict[str, Any]]:
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
         """Store one model step atomically: its messages, its tool calls, their budget.
 
         ``tool_calls`` are dicts with ``index``, ``tool``, ``arguments``, ``call_id``,
         ``status`` (``pending`` for calls to run, ``refused``/``succeeded`` for calls decided
         now, with ``error``/``result``) and ``budgeted`` (True for calls that spend the job's
         tool-call budget). Budgeted calls beyond the budget are stored as ``refused``. Returns
-        the rows as stored. Repeating the same step changes nothing and returns what is stored.
+        the rows as stored and the job's tokens so far, this step's ``input_tokens`` and
+        ``output_tokens`` included. Repeating the same step changes nothing and returns what is
+        stored.
         """
         now = utcnow()
         TC, Job, Agent = models.ToolCall, models.Job, models.Agent
@@ -405,7 +420,25 @@ class Ledger:
             for i, m in enumerate(messages)
         ]
 
-        async def op(conn: AsyncConnection) -> list[dict[str, Any]]:
+        async def tokens(conn: AsyncConnection) -> int:
+            stmt = update(Job).where(Job.uid == job_uid)
+            if input_tokens or output_tokens:
+                stmt = stmt.values(
+                    tokens_input=Job.tokens_input + input_tokens,
+                    tokens_output=Job.tokens_output + output_tokens,
+                )
+                row = (
+                    await conn.execute(stmt.returning(Job.tokens_input + Job.tokens_output))
+                ).first()
+            else:
+                row = (
+                    await conn.execute(
+                        select(Job.tokens_input + Job.tokens_output).where(Job.uid == job_uid)
+                    )
+                ).first()
+            return int(row[0]) if row else 0
+
+        async def op(conn: AsyncConnection) -> tuple[list[dict[str, Any]], int]:
             existing = (
                 await conn.execute(
                     select(TC.index, TC.tool, TC.status, TC.error).where(
@@ -414,7 +447,10 @@ class Ledger:
                 )
             ).all()
             if existing:
-                return [{"index": i, "tool": t, "status": s, "error": e} for i, t, s, e in existing]
+                rows_ = [
+                    {"index": i, "tool": t, "status": s, "error": e} for i, t, s, e in existing
+                ]
+                return rows_, await tokens(conn)
             want = sum(1 for c in tool_calls if c.get("budgeted") and c["status"] == "pending")
             granted = want
             if want and max_tool_calls is not None:
@@ -470,7 +506,7 @@ class Ledger:
             if values:
                 await conn.execute(self._insert(TC).values(values))
             await conn.execute(update(Agent).where(Agent.id == agent_id).values(steps=step))
-            return out
+            return out, await tokens(conn)
 
         return await self._writer.submit(op)
 
@@ -506,12 +542,13 @@ class Ledger:
 
         await self._writer.submit(op)
 
-    async def get_tool_calls(self, agent_id: str, step: int | None = None) -> list[models.ToolCall]:
-        TC = models.ToolCall
-        q = select(TC).where(TC.agent_id == agent_id).order_by(TC.step, TC.index)
+    async def get_tool_calls(self, agent_id: str, step: int | None = None) -> list[Any]:
+        """One agent's tool calls (rows with the ``tool_calls`` columns as attributes)."""
+        table = models.ToolCall.__table__
+        q = select(table).where(table.c.agent_id == agent_id).order_by(table.c.step, table.c.index)
         if step is not None:
-            q = q.where(TC.step == step)
-        return [r[0] for r in await self._read(q)]
+            q = q.where(table.c.step == step)
+        return list(await self._read_core(q))
 
     async def list_tool_calls(self, job_uid: str) -> list[models.ToolCall]:
         TC = models.ToolCall

@@ -2,9 +2,10 @@
 simulator that stands in for vLLM where there is no GPU.
 
 Only re-exports live here; see the modules: :mod:`~kswarm.llm.errors`, :mod:`~kswarm.llm.pools`,
-:mod:`~kswarm.llm.chats`, :mod:`~kswarm.llm.pacing`, :mod:`~kswarm.llm.client`,
-:mod:`~kswarm.llm.router`, :mod:`~kswarm.llm.replicas`, :mod:`~kswarm.llm.simulator` (with
-``sim_config``, ``sim_engine``, ``sim_protocol``, ``sim_server``, ``sim_metrics``).
+:mod:`~kswarm.llm.chats`, :mod:`~kswarm.llm.pacing`, :mod:`~kswarm.llm.client` (over
+:mod:`~kswarm.llm.transport`), :mod:`~kswarm.llm.router`, :mod:`~kswarm.llm.replicas`,
+:mod:`~kswarm.llm.simulator` (with ``sim_config``, ``sim_engine``, ``sim_protocol``,
+``sim_server``, ``sim_metrics``).
 """
 
 from __future__ import annotations

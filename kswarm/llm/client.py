@@ -137,13 +137,16 @@ class LLMClient:
         self._rng = rng or random.Random()
         self._routers: dict[str, Router] = {}
         self._limiters: dict[str, RateLimiter] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def router(self, pool: PoolConfig) -> Router:
         """The router of ``pool``; a changed config for the same name gets a fresh one."""
         router = self._routers.get(pool.name)
         if router is None or router.pool != pool:
             if router is not None:
-                asyncio.get_running_loop().create_task(router.aclose())
+                closing = asyncio.get_running_loop().create_task(router.aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
             router = Router(pool, http=self.http, settings=self.router_settings, clock=self._clock)
             self._routers[pool.name] = router
             self._limiters.pop(pool.name, None)

@@ -117,6 +117,8 @@ class ReplicaState:
     """Clock reading when the cool-down ends; ``None`` while in rotation."""
     metrics: ReplicaMetrics | None = None
     in_flight_at_scrape: int = 0
+    serves_metrics: bool = True
+    """``False`` once ``/metrics`` answered 404: the endpoint is not vLLM; stop scraping it."""
 
     @property
     def ejected(self) -> bool:

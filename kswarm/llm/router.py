@@ -198,7 +198,9 @@ class Router:
 
     async def _probe(self, replica: ReplicaState) -> None:
         response = await self._get(replica.url, "/health")
-        healthy = response is not None and response.status_code == 200
+        # An endpoint without a /health route (a hosted OpenAI-compatible API) answers 404 or
+        # 405: that says nothing against it, and its request errors still count.
+        healthy = response is not None and response.status_code in (200, 404, 405)
         now = self._clock()
         if healthy and replica.ejected:
             replica.restore()
@@ -215,7 +217,8 @@ class Router:
 
     async def check_health(self, *, all_replicas: bool = True) -> None:
         """Probe ``/health``: of every replica in rotation when ``all_replicas``, and of every
-        ejected replica whose cool-down is over. A 200 restores, anything else ejects."""
+        ejected replica whose cool-down is over. A 200 (or a 404/405 from an endpoint without
+        the route) restores; a refused connection, a timeout or any other status ejects."""
         now = self._clock()
         due = [
             r
@@ -229,6 +232,8 @@ class Router:
 
         async def scrape(replica: ReplicaState) -> None:
             response = await self._get(replica.url, "/metrics")
+            if response is not None and response.status_code in (404, 405):
+                replica.serves_metrics = False  # not vLLM: route by in-flight counts alone
             if response is None or response.status_code != 200:
                 return
             try:
@@ -236,7 +241,9 @@ class Router:
             except ValueError as e:
                 log.debug("unreadable /metrics replica=%s: %s", replica.url, e)
 
-        await asyncio.gather(*(scrape(r) for r in self.replicas if not r.ejected))
+        await asyncio.gather(
+            *(scrape(r) for r in self.replicas if not r.ejected and r.serves_metrics)
+        )
 
     # Background --------------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ class SimRequest:
     finished_at: float | None = None
     aborted: bool = False
     decoding: bool = False
+    reason: str = "stop"
+    """``finished_reason`` counted when it ends normally (``stop`` or ``length``)."""
 
     @property
     def model_seconds(self) -> float:
@@ -130,7 +132,12 @@ class Engine:
     # Public --------------------------------------------------------------------------------
 
     def submit(
-        self, prompt_text: str, output_tokens: int, *, milestones: Sequence[int] = ()
+        self,
+        prompt_text: str,
+        output_tokens: int,
+        *,
+        milestones: Sequence[int] = (),
+        reason: str = "stop",
     ) -> SimRequest:
         """Queue a request; await its ``first_token``, ``milestones`` and ``done`` futures."""
         cfg = self.config
@@ -145,6 +152,7 @@ class Engine:
             first_token=loop.create_future(),
             done=loop.create_future(),
             milestones=[(offset, loop.create_future()) for offset in milestones],
+            reason=reason,
         )
         now = self._now()
         self.advance(now)
@@ -218,7 +226,7 @@ class Engine:
                 if request.aborted:
                     continue
                 if kind == _DONE:
-                    self._release(request, t_next, "stop")
+                    self._release(request, t_next, request.reason)
                 elif future is not None and not future.done():
                     future.set_result(None)
         if until != math.inf:

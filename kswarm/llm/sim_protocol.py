@@ -186,6 +186,11 @@ class Answer:
             content=content, tool_calls=calls, output_tokens=output_tokens, finish_reason=finish
         )
 
+    @property
+    def reason(self) -> str:
+        """``finished_reason`` as vLLM's metrics count it: ``length`` or ``stop``."""
+        return "length" if self.finish_reason == "length" else "stop"
+
     def usage(self, cached_tokens: int, prompt_tokens: int) -> dict[str, Any]:
         return {
             "prompt_tokens": prompt_tokens,

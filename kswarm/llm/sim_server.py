@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import random
 import time
 from typing import Any
@@ -30,6 +31,8 @@ from kswarm.llm.sim_config import FAULT_KINDS, SimConfig, resolve_behaviour
 from kswarm.llm.sim_engine import Engine
 
 __all__ = ["SimService"]
+
+log = logging.getLogger(__name__)
 
 _ERROR_TYPES = {
     400: "BadRequestError",
@@ -113,11 +116,15 @@ class SimService:
         forced = body.pop("kswarm_fault", None)
         if forced is not None:
             kind, _, times = str(forced).partition(":")
-            if kind not in FAULT_KINDS:
-                raise protocol.InvalidRequest(f"kswarm_fault: must be one of {FAULT_KINDS}")
+            if kind not in FAULT_KINDS or not (times == "" or times.isdigit()):
+                raise protocol.InvalidRequest(
+                    f"kswarm_fault: must be one of {', '.join(FAULT_KINDS)}, optionally with "
+                    f"':<times>', got {forced!r}"
+                )
             if not times:
                 return kind
-            key = f"{kind}:{messages_json}"
+            digest = hashlib.blake2b(messages_json.encode(), digest_size=16).hexdigest()
+            key = f"{kind}:{digest}"
             seen = self._forced.get(key, 0)
             self._forced[key] = seen + 1
             return kind if seen < int(times) else None
@@ -153,11 +160,12 @@ class SimService:
         rng = random.Random(self.config.seed * (1 << 64) + int.from_bytes(digest, "big"))
         try:
             answer = protocol.Answer.build(self._behaviour(body, rng), chat, self.config, rng)
-        except protocol.InvalidRequest as e:
-            return error_response(400, str(e))
+        except Exception as e:  # a behaviour bug is the simulated server's 500, logged
+            log.exception("behaviour failed replica=%s", self.replica_id)
+            return error_response(500, f"behaviour failed: {type(e).__name__}: {e}")
         if chat.stream:
             return await self._stream(request, chat, answer, received, fault == "slow")
-        sim = self.engine.submit(chat.prompt_text, answer.output_tokens)
+        sim = self.engine.submit(chat.prompt_text, answer.output_tokens, reason=answer.reason)
         try:
             await sim.done
             model_seconds = await self._stretch(sim.model_seconds, fault == "slow")
@@ -188,7 +196,7 @@ class SimService:
 
     async def _stretch(self, model_seconds: float, slow: bool) -> float:
         """The scaled modelled seconds, after waiting out a slow tail's extra time."""
-        scaled = model_seconds * self.config.time_scale
+        scaled = model_seconds * self.engine.config.time_scale
         if slow:
             extra = scaled * (self.config.slow_factor - 1)
             await asyncio.sleep(extra)
@@ -212,7 +220,9 @@ class SimService:
     ) -> web.StreamResponse:
         chunks = answer.stream_deltas()
         offsets = protocol.spread(len(chunks) - 1, answer.output_tokens - 1)
-        sim = self.engine.submit(chat.prompt_text, answer.output_tokens, milestones=offsets)
+        sim = self.engine.submit(
+            chat.prompt_text, answer.output_tokens, milestones=offsets, reason=answer.reason
+        )
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -234,8 +244,8 @@ class SimService:
             return [{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}]
 
         try:
-            await sim.first_token
             await response.prepare(request)
+            await sim.first_token
             await response.write(event(delta({"role": "assistant", "content": ""})))
             await response.write(event(delta(chunks[0])))
             for (_, reached), chunk in zip(sim.milestones, chunks[1:], strict=True):

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -36,6 +35,7 @@ from kswarm.llm.pools import PoolConfig, PoolRegistry
 from kswarm.llm.sim_config import SimConfig
 from kswarm.llm.simulator import start_replicas, stop_replicas
 from kswarm.tools import default_registry
+from kswarm.tools.control import CONTROL_TOOLS
 from kswarm.workflows import TASK_QUEUE
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.worker import build_workers, running_workers
@@ -168,7 +168,14 @@ def apply_operator_identity(kubectl: Callable[..., subprocess.CompletedProcess[s
 class OperatorProcess:
     """``python -m kswarm.operator`` with the given kubeconfig and backend."""
 
-    def __init__(self, kubeconfig: Path, backend: SwarmBackend, log_path: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        backend: SwarmBackend,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.extra_env = dict(env or {})
         self.kubeconfig = kubeconfig
         self.backend = backend
         self.log_path = log_path
@@ -189,6 +196,7 @@ class OperatorProcess:
             "KSWARM_CANCEL_TIMEOUT": "20",
             "KSWARM_OPERATOR_HEALTH": f"http://127.0.0.1:{self.port}/healthz",
             "KSWARM_LOG_LEVEL": "INFO",
+            **self.extra_env,
         }
 
     def start(self, timeout: float = 60) -> None:
@@ -271,5 +279,52 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
+# --------------------------------------------------------------------------- kubectl helpers
+
+
+def get(cp: Any, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    out = cp.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
+    return dict(json.loads(out))
+
+
+def apply(cp: Any, manifest: dict[str, Any], namespace: str) -> None:
+    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+def events(cp: Any, name: str, namespace: str) -> list[dict[str, Any]]:
+    out = cp.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    return list(json.loads(out)["items"])
+
+
+def assert_status_matches_ledger(status: dict[str, Any], swarm: SwarmBackend, uid: str) -> None:
+    counters = swarm.counters(uid)
+    job = swarm.job(uid)
+    control = sum(n for tool, n in counters.by_tool.items() if tool in CONTROL_TOOLS)
+    assert status["toolCalls"] == {
+        "total": counters.tool_calls_total - control,
+        "failed": counters.tool_calls_failed + counters.tool_calls_refused,
+        "deduplicated": counters.tool_calls_deduplicated,
+    }
+    assert status["llmCalls"] == counters.llm_calls
+    assert status["tokens"] == {"input": counters.tokens_input, "output": counters.tokens_output}
+    assert job is not None and job.phase == status["phase"]
+    assert status["criticalSteps"] == job.critical_steps
+    assert status["totalSteps"] == job.total_steps
+    assert status["speedup"] == job.speedup
+    assert status["subagents"]["spawned"] == job.report["subagents"]["spawned"]
+    assert status["subagents"]["succeeded"] == job.report["subagents"]["succeeded"]
+    assert status["result"] and len(status["result"]) <= 4096
+    assert (job.result or "").startswith(status["result"][:200])

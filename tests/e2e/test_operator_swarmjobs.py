@@ -6,69 +6,30 @@ worker and simulated pools, and the operator as a subprocess with the RBAC of ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from operator_support import EXAMPLES, SwarmBackend, example, on_pool, wait_for
+from operator_support import (
+    EXAMPLES,
+    SwarmBackend,
+    apply,
+    assert_status_matches_ledger,
+    conditions,
+    events,
+    example,
+    get,
+    on_pool,
+    wait_for,
+)
 
 from kswarm.operator.workflow_runs import describe
-from kswarm.tools.control import CONTROL_TOOLS
 
 if TYPE_CHECKING:
     from conftest import ControlPlane
     from operator_support import OperatorProcess
 
 WAIT = "--timeout=120s"
-
-
-def get(cp: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, Any]:
-    out = cp.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
-    return dict(json.loads(out))
-
-
-def apply(cp: ControlPlane, manifest: dict[str, Any], namespace: str) -> None:
-    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-
-
-def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
-
-
-def events(cp: ControlPlane, name: str, namespace: str) -> list[dict[str, Any]]:
-    out = cp.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        f"involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    return list(json.loads(out)["items"])
-
-
-def assert_status_matches_ledger(status: dict[str, Any], swarm: SwarmBackend, uid: str) -> None:
-    counters = swarm.counters(uid)
-    job = swarm.job(uid)
-    control = sum(n for tool, n in counters.by_tool.items() if tool in CONTROL_TOOLS)
-    assert status["toolCalls"] == {
-        "total": counters.tool_calls_total - control,
-        "failed": counters.tool_calls_failed + counters.tool_calls_refused,
-        "deduplicated": counters.tool_calls_deduplicated,
-    }
-    assert status["llmCalls"] == counters.llm_calls
-    assert status["tokens"] == {"input": counters.tokens_input, "output": counters.tokens_output}
-    assert job is not None and job.phase == status["phase"]
-    assert status["criticalSteps"] == job.critical_steps
-    assert status["totalSteps"] == job.total_steps
-    assert status["speedup"] == job.speedup
-    assert status["subagents"]["spawned"] == job.report["subagents"]["spawned"]
-    assert status["subagents"]["succeeded"] == job.report["subagents"]["succeeded"]
-    assert status["result"] and len(status["result"]) <= 4096
-    assert (job.result or "").startswith(status["result"][:200])
 
 
 @dataclass

@@ -141,3 +141,22 @@ async def test_failing_health_ejects_and_all_ejected_means_unavailable(
         else:
             raise AssertionError("expected ReplicaUnavailable")
         await router.aclose()
+
+
+async def test_an_endpoint_without_a_health_route_is_not_ejected() -> None:
+    from aiohttp import web
+
+    app = web.Application()  # no routes at all: every probe answers 404
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with httpx.AsyncClient() as http:
+        router = Router(pool_of(url), http=http, clock=Clock())
+        await router.check_health()
+        await router.scrape_metrics()
+        assert not router.replicas[0].ejected and router.replicas[0].metrics is None
+        assert not router.replicas[0].serves_metrics
+        await router.aclose()
+    await runner.cleanup()

@@ -52,10 +52,19 @@ async def _pool_worker_process(
     if otlp_endpoint:
         env.update(OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint, OTEL_BSP_SCHEDULE_DELAY="50")
     args = [
-        sys.executable, str(HERE / "pool_worker.py"),
-        "--address", address, "--ledger", ledger_url, "--pool", pool.name,
-        "--model", pool.model, "--replicas", ",".join(pool.replicas),
-    ]  # fmt: skip
+        sys.executable,
+        str(HERE / "pool_worker.py"),
+        "--address",
+        address,
+        "--ledger",
+        ledger_url,
+        "--pool",
+        pool.name,
+        "--model",
+        pool.model,
+        "--replicas",
+        ",".join(pool.replicas),
+    ]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

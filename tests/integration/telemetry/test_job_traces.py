@@ -84,8 +84,9 @@ async def test_one_job_is_one_trace_with_parent_links_across_processes(
 async def test_replayed_workflows_export_no_span_twice(
     temporal: DevServer, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
-    # No workflow cache: every workflow task replays the whole history before going on.
-    async with traced_stack(temporal.address, tmp_path, max_cached_workflows=0) as stack:
+    # Five workflows at once in a cache of two: workflows are evicted and replayed from their
+    # history again and again while the job runs.
+    async with traced_stack(temporal.address, tmp_path, max_cached_workflows=2) as stack:
         inp = stack.job(QUICK)
         handle = await stack.start(inp)
         result = await handle.result()

@@ -1,0 +1,37 @@
+"""Entry point of the dashboard (``streamlit run app.py``): the navigation and nothing else.
+
+Each page is a file in ``pages/`` with one ``render()`` function; the queries live in
+``data.py``, the figures in ``charts.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+from kswarm.dashboard import layout
+
+# Our pages/ folder holds st.Page scripts, not Streamlit's older one-file-per-page app; see
+# kswarm.dashboard.main, which also sets this before the first request.
+PagesManager.uses_pages_directory = False
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="kswarm", page_icon=":material/hub:", layout="wide")
+navigation = st.navigation(
+    [
+        st.Page(
+            PAGES / "overview.py",
+            title="Overview",
+            icon=":material/dashboard:",
+            url_path="overview",
+            default=True,
+        ),
+        st.Page(PAGES / "job.py", title="Job", icon=":material/timeline:", url_path="job"),
+        st.Page(PAGES / "pools.py", title="Pools", icon=":material/memory:", url_path="pools"),
+    ]
+)
+layout.sidebar()
+navigation.run()

@@ -1,0 +1,194 @@
+"""ModelPools become the servers they describe, and report how ready those are.
+
+The test control plane has no kubelets, so no pod ever runs: the tests read back the
+Deployments and Services the operator applied, and play the Deployment controller by patching
+a Deployment's status to see the pool follow it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from operator_support import SwarmBackend, apply, conditions, events, get, wait_for
+
+from kswarm.devserver import free_port
+
+if TYPE_CHECKING:
+    from conftest import ControlPlane
+    from operator_support import OperatorProcess
+
+API = "kswarm.dev/v1alpha1"
+
+
+def modelpool(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "ModelPool", "metadata": {"name": name}, "spec": spec}
+
+
+def appears(cp: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        res = cp.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    return wait_for(f"{kind}/{name}", probe, timeout=30)
+
+
+def pool_status(cp: ControlPlane, name: str, namespace: str, **expected: Any) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        st = get(cp, "mp", name, namespace).get("status", {})
+        return st if all(st.get(k) == v for k, v in expected.items()) else None
+
+    return wait_for(f"mp/{name} status {expected}", probe, timeout=30)
+
+
+def set_ready(cp: ControlPlane, deployment: str, namespace: str, replicas: int, ready: int) -> None:
+    """Do what the Deployment controller and the kubelets would: report ready replicas."""
+    status = {"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready}
+    cp.kubectl(
+        "patch",
+        "deployment",
+        deployment,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def owned_by(obj: dict[str, Any], pool: dict[str, Any]) -> bool:
+    refs = obj["metadata"].get("ownerReferences", [])
+    return refs == [
+        {
+            "apiVersion": API,
+            "kind": "ModelPool",
+            "name": pool["metadata"]["name"],
+            "uid": pool["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def test_a_managed_pool_gets_a_vllm_deployment_and_service_owned_by_it(
+    control_plane: ControlPlane, kswarm_operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    spec = {
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "replicas": 2,
+        "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "32Gi"}},
+        "vllmArgs": ["--max-model-len", "16384"],
+    }
+    apply(cp, modelpool("qwen", **spec), namespace)
+    pool = get(cp, "mp", "qwen", namespace)
+    dep = appears(cp, "deployment", "pool-qwen", namespace)
+    svc = appears(cp, "service", "pool-qwen", namespace)
+    assert owned_by(dep, pool) and owned_by(svc, pool)
+
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "vllm/vllm-openai:latest"
+    assert c["command"] == ["vllm", "serve", "Qwen/Qwen2.5-7B-Instruct"]
+    args = " ".join(c["args"])
+    assert "--enable-prefix-caching --enable-auto-tool-choice --tool-call-parser hermes" in args
+    assert args.endswith("--max-model-len 16384")
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1", "memory": "32Gi"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
+    assert c["ports"][0]["containerPort"] == 8000
+    assert svc["spec"]["ports"][0]["port"] == 8000
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+    st = pool_status(cp, "qwen", namespace, phase="Pending", readyReplicas=0)
+    assert st["endpoints"] == []
+
+
+def test_a_managed_pool_reports_the_ready_replicas_of_its_deployment(
+    control_plane: ControlPlane, kswarm_operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, modelpool("llama", model="meta-llama/Llama-3.1-8B-Instruct", replicas=2), namespace)
+    appears(cp, "deployment", "pool-llama", namespace)
+    pool_status(cp, "llama", namespace, phase="Pending")
+
+    set_ready(cp, "pool-llama", namespace, replicas=2, ready=1)
+    st = pool_status(cp, "llama", namespace, phase="Degraded", readyReplicas=1)
+    assert st["endpoints"] == [f"http://pool-llama.{namespace}.svc:8000"]
+
+    set_ready(cp, "pool-llama", namespace, replicas=2, ready=2)
+    pool_status(cp, "llama", namespace, phase="Ready", readyReplicas=2)
+    ready = conditions(get(cp, "mp", "llama", namespace))["Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "ReplicasReady")
+    row = cp.kubectl("get", "mp", "llama", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[:4] == ["llama", "meta-llama/Llama-3.1-8B-Instruct", "2", "Ready"]
+
+    # A spec change reaches the Deployment.
+    cp.kubectl(
+        "patch", "mp", "llama", "-n", namespace, "--type=merge", "-p", '{"spec":{"replicas":3}}'
+    )
+    wait_for(
+        "the Deployment to scale to 3",
+        lambda: get(cp, "deployment", "pool-llama", namespace)["spec"]["replicas"] == 3,
+        timeout=30,
+    )
+
+
+def test_a_simulator_pool_runs_kswarm_sim_from_the_kswarm_image(
+    control_plane: ControlPlane, kswarm_operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    sim = {"replicas": 3, "timeScale": 0.05, "seed": 7, "maxNumSeqs": 64}
+    apply(cp, modelpool("sim", model="kswarm-sim", simulator=sim), namespace)
+    pool = get(cp, "mp", "sim", namespace)
+    dep = appears(cp, "deployment", "pool-sim", namespace)
+    assert owned_by(dep, pool) and owned_by(appears(cp, "service", "pool-sim", namespace), pool)
+    assert dep["spec"]["replicas"] == 3
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "ghcr.io/kswarm/kswarm:0.1.0"
+    assert c["command"] == ["kswarm", "sim"]
+    args = " ".join(c["args"])
+    for flag in ("--port 8000", "--model kswarm-sim", "--max-num-seqs 64", "--time-scale 0.05"):
+        assert flag in args
+    assert "--seed 7" in args
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+@pytest.mark.parametrize(
+    ("where", "model", "phase", "ready", "reason"),
+    [
+        pytest.param("sim", "kswarm-sim", "Ready", 1, "EndpointReachable", id="reachable"),
+        pytest.param("sim", "other-model", "Degraded", 0, "ModelNotServed", id="other-model"),
+        pytest.param("nowhere", "kswarm-sim", "Failed", 0, "EndpointUnreachable", id="dead-port"),
+    ],
+)
+def test_an_endpoint_pool_is_probed_and_reports_what_it_found(
+    control_plane: ControlPlane,
+    swarm: SwarmBackend,
+    kswarm_operator: OperatorProcess,
+    namespace: str,
+    where: str,
+    model: str,
+    phase: str,
+    ready: int,
+    reason: str,
+) -> None:
+    cp = control_plane
+    base = swarm.pool_urls["default"][0] if where == "sim" else f"http://127.0.0.1:{free_port()}"
+    apply(cp, modelpool("remote", model=model, endpoint=f"{base}/v1"), namespace)
+    st = pool_status(cp, "remote", namespace, phase=phase, readyReplicas=ready)
+    assert st["endpoints"] == ([base] if ready else [])
+    cond = conditions(get(cp, "mp", "remote", namespace))["Ready"]
+    assert cond["reason"] == reason
+    assert "/v1/models" in cond["message"]
+    wait_for(
+        f"a Pool{phase} event",
+        lambda: f"Pool{phase}" in {e["reason"] for e in events(cp, "remote", namespace)},
+        timeout=15,
+    )
+    # No Deployment for a pool the operator does not run.
+    assert cp.kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout.strip() == ""

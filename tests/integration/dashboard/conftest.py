@@ -1,0 +1,105 @@
+"""Fixtures of the dashboard tests: a ledger filled by real runs, and the dashboard's pages
+driven as Streamlit's own app tests and as a browser would load them.
+
+One session ledger (SQLite) holds real jobs run on the Temporal dev server against the
+simulated pool: the quickstart swarm, the same task with one agent (so the job page can compare
+them), and a job that ran out of its tool-call budget (Failed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "telemetry"))
+
+from telemetry_support import example, traced_stack
+
+from kswarm.devserver import start_dev_server
+
+REPO = Path(__file__).resolve().parents[3]
+OUTPUT = REPO / "test-output" / "dashboard"
+
+
+@dataclass(frozen=True)
+class FilledLedger:
+    url: str
+    swarm: str
+    single: str
+    failed: str
+    critical_steps: dict[str, int]
+    stages: dict[str, int]
+
+
+@pytest.fixture(scope="session")
+async def filled_ledger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FilledLedger]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{tmp / 'ledger.db'}"
+    async with start_dev_server(tmp / "temporal") as server:
+        async with traced_stack(server.address, tmp, ledger_url=url) as stack:
+            quick = example("quickstart")
+            jobs = {
+                "swarm": stack.job(quick),
+                "single": stack.job(quick, mode="single"),
+                "failed": stack.job(quick, limits__maxToolCalls=6),
+            }
+            results = {kind: await stack.run(inp) for kind, inp in jobs.items()}
+            await stack.ledger.flush()
+    assert results["swarm"].phase == results["single"].phase == "Succeeded"
+    assert results["failed"].phase == "Failed", results["failed"]
+    yield FilledLedger(
+        url=url,
+        **{kind: inp.uid for kind, inp in jobs.items()},
+        critical_steps={inp.uid: results[k].critical_steps for k, inp in jobs.items()},
+        stages={inp.uid: len(results[k].stages) for k, inp in jobs.items()},
+    )
+
+
+@pytest.fixture
+def ledger_env(filled_ledger: FilledLedger, monkeypatch: pytest.MonkeyPatch) -> FilledLedger:
+    """The dashboard reads the filled ledger; its caches start empty."""
+    import streamlit as st
+
+    monkeypatch.setenv("KSWARM_DATABASE_URL", filled_ledger.url)
+    st.cache_data.clear()
+    return filled_ledger
+
+
+@pytest.fixture(autouse=True)
+def _pages_by_navigation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run pages through app.py's st.navigation, as ``kswarm dashboard`` serves them.
+
+    AppTest resets Streamlit's "pages/ folder" flag before every run, which would run our page
+    scripts on their own (Streamlit's older multipage mode); ``kswarm.dashboard.main`` turns
+    that mode off before serving, and so does this, after each reset.
+    """
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Iterator[Path]:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    yield OUTPUT
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
