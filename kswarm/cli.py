@@ -49,6 +49,19 @@ def _cmd_sim(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_operator(ns: argparse.Namespace) -> int:
+    from kswarm.operator import main as operator_main
+
+    result = operator_main()
+    return int(result) if isinstance(result, int) else 0
+
+
+def _cmd_dashboard(ns: argparse.Namespace) -> int:
+    from kswarm.dashboard import main as dashboard_main
+
+    return int(dashboard_main(ns.streamlit_args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kswarm", description="Agent swarms on Kubernetes.")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
@@ -73,21 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="Temporal worker for the job and pool task queues")
     worker.set_defaults(func=_cmd_worker)
 
-    sim = sub.add_parser("sim", help="a simulated vLLM model server")
-    try:
-        from kswarm.llm.simulator import add_sim_arguments
+    operator = sub.add_parser("operator", help="the Kubernetes operator (kopf)")
+    operator.set_defaults(func=_cmd_operator)
 
-        add_sim_arguments(sim)
-    except ImportError:  # pragma: no cover - simulator always ships
-        pass
+    dashboard = sub.add_parser("dashboard", help="the Streamlit dashboard")
+    dashboard.add_argument("streamlit_args", nargs="*", help="extra arguments for streamlit")
+    dashboard.set_defaults(func=_cmd_dashboard)
+
+    sim = sub.add_parser("sim", help="a simulated vLLM model server")
+    from kswarm.llm.simulator import add_sim_arguments
+
+    add_sim_arguments(sim)
     sim.set_defaults(func=_cmd_sim)
 
-    try:
-        from kswarm.ledger import commands as ledger_commands
+    from kswarm.ledger import commands as ledger_commands
+    from kswarm.telemetry import commands as telemetry_commands
 
-        ledger_commands.register(sub)
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
+    ledger_commands.register(sub)
+    telemetry_commands.register(sub)
     return p
 
 

@@ -1,5 +1,7 @@
 """``python -m kswarm.operator``: the same as ``kswarm operator``."""
 
+import sys
+
 from kswarm.operator.running import main
 
-main()
+sys.exit(main())

@@ -99,15 +99,15 @@ class KubeApi:
         """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
         configuration = client.Configuration()
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         api_client = client.ApiClient(configuration)
         api_client.user_agent = USER_AGENT
         return cls(api_client)
 
     def close(self) -> None:
-        self.api_client.close()
+        self.api_client.close()  # type: ignore[no-untyped-call]
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self.requests += 1

@@ -166,7 +166,7 @@ async def deployment_changed(
     if pool is None or (namespace, pool) not in pool_index:
         return
     rt = runtime_of(memo)
-    known = next(iter(pool_index[(namespace, pool)]), {})
+    known: Mapping[str, Any] = next(iter(pool_index[(namespace, pool)]), {})
     old = dict(known.get("status") or {})
     ready = 0 if type == "DELETED" else int(status.get("readyReplicas") or 0)
     fresh = pool_status_from_deployment(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kopf
@@ -88,7 +88,12 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 def _endpoint_pool(spec: kopf.Spec, **_: Any) -> bool:
-    return children.pool_mode(spec) == "endpoint"
+    return bool(children.pool_mode(spec) == "endpoint")
+
+
+def _handler(fn: Callable[..., Any]) -> Any:
+    """kopf's callback protocols spell out every keyword it may pass; ours take what they use."""
+    return fn
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -99,8 +104,10 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     kopf.on.login(registry=registry)(_login)
 
     # SwarmJobs: start once, follow while unfinished, cancel on deletion.
-    kopf.index(*MODELPOOLS, id="pool_index", registry=registry)(modelpools.index_pool)
-    kopf.on.create(*SWARMJOBS, id="start", registry=registry, backoff=2)(swarmjobs.start_job)
+    kopf.index(*MODELPOOLS, id="pool_index", registry=registry)(_handler(modelpools.index_pool))
+    kopf.on.create(*SWARMJOBS, id="start", registry=registry, backoff=2)(
+        _handler(swarmjobs.start_job)
+    )
     # No `when` filter on the phase: kopf would cancel the daemon the moment its own final
     # write comes back through the watch. The daemon ends itself, at once for ended jobs.
     kopf.daemon(
@@ -110,17 +117,19 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         backoff=config.status_interval,
         cancellation_backoff=config.status_interval + 1.0,
         cancellation_timeout=2.0,
-    )(swarmjobs.watch_job)
+    )(_handler(swarmjobs.watch_job))
     kopf.on.delete(*SWARMJOBS, id="cancel", registry=registry, retries=10, backoff=3)(
-        swarmjobs.cancel_job
+        _handler(swarmjobs.cancel_job)
     )
 
     # ModelPools: apply children on any spec change (and at start), follow their Deployments,
     # probe endpoints.
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        cause(*MODELPOOLS, id="apply", registry=registry, backoff=5)(modelpools.apply_pool)
+        cause(*MODELPOOLS, id="apply", registry=registry, backoff=5)(
+            _handler(modelpools.apply_pool)
+        )
     kopf.on.event(*DEPLOYMENTS, id="readiness", registry=registry, labels=OWNED)(
-        modelpools.deployment_changed
+        _handler(modelpools.deployment_changed)
     )
     kopf.timer(
         *MODELPOOLS,
@@ -128,7 +137,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         registry=registry,
         when=_endpoint_pool,
         interval=config.pool_probe_interval,
-    )(modelpools.probe_pool)
+    )(_handler(modelpools.probe_pool))
     return registry
 
 
@@ -158,8 +167,12 @@ def run(config: OperatorConfig) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``kswarm operator`` and ``python -m kswarm.operator``."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kswarm operator`` and ``python -m kswarm.operator``; the exit code.
+
+    It returns when the operator is told to stop (SIGTERM, SIGINT).
+    """
     del argv  # configured by the environment only
     _configure_logging()
     run(OperatorConfig.from_env())
+    return 0

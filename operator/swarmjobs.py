@@ -268,16 +268,16 @@ async def _follow(
     ledger = await rt.ledger()
     if ledger is None:
         raise RuntimeError("the ledger is unavailable; the final status waits for its counters")
-    desc, counters = await asyncio.gather(handle.describe(), ledger.job_counters(uid))
+    ended, totals = await asyncio.gather(handle.describe(), ledger.job_counters(uid))
     if closed is not None and closed.result is not None:
         result = closed.result
     else:
-        result = await runs.closed_result(handle, desc, ledger, name=name, uid=uid)
+        result = await runs.closed_result(handle, ended, ledger, name=name, uid=uid)
     final = job_status.final_status(
         result,
-        counters,
+        totals,
         old_conditions=reporter.last.get("conditions"),
-        finished_at=desc.close_time or rt.now(),
+        finished_at=ended.close_time or rt.now(),
         now=rt.now(),
         generation=generation,
     )

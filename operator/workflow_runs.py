@@ -43,6 +43,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPEN = WorkflowExecutionStatus.RUNNING
+_ENDINGS: dict[WorkflowExecutionStatus | None, tuple[str, str]] = {
+    WorkflowExecutionStatus.CANCELED: ("Cancelled", "Cancelled: the job was cancelled"),
+    WorkflowExecutionStatus.TERMINATED: ("Failed", "Terminated: the workflow was terminated"),
+    WorkflowExecutionStatus.TIMED_OUT: ("Failed", "TimedOut: the workflow timed out"),
+}
+"""Phase and reason of a run that closed without a result."""
 
 
 def workflow_id(uid: str) -> str:
@@ -135,11 +141,7 @@ async def closed_result(
     if desc.status == WorkflowExecutionStatus.COMPLETED:
         result: SwarmJobResult = await handle.result(follow_runs=False)
         return result
-    phase, reason = {
-        WorkflowExecutionStatus.CANCELED: ("Cancelled", "Cancelled: the job was cancelled"),
-        WorkflowExecutionStatus.TERMINATED: ("Failed", "Terminated: the workflow was terminated"),
-        WorkflowExecutionStatus.TIMED_OUT: ("Failed", "TimedOut: the workflow timed out"),
-    }.get(desc.status, ("Failed", "WorkflowFailed: the workflow failed"))
+    phase, reason = _ENDINGS.get(desc.status, ("Failed", "WorkflowFailed: the workflow failed"))
     if desc.status == WorkflowExecutionStatus.FAILED:
         try:
             await handle.result(follow_runs=False)

@@ -48,6 +48,8 @@ RESULT_PREVIEW_CHARS = 4000
 VISIBLE_TOOL_STEPS = 3
 """Tool results older than this many steps are elided from the prompt (observation masking);
 the agent's own notes stay. They remain whole in the ledger."""
+OLD_REASONING_CHARS = 300
+"""Assistant text older than that horizon is cut to this many characters (its head: notes)."""
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -77,7 +79,11 @@ def _prompt_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and meta.get("tool") not in ctl.CONTROL_TOOLS
             and int(meta.get("after_step", horizon)) < horizon
         ):
-            msg = {**msg, "content": "[older tool result elided; it is kept in the ledger]"}
+            msg = {**msg, "content": "[elided]"}
+        elif msg.get("role") == "assistant" and (_step_of(m) or horizon) < horizon:
+            content = str(msg.get("content") or "")
+            if len(content) > OLD_REASONING_CHARS:
+                msg = {**msg, "content": content[:OLD_REASONING_CHARS] + " [...]"}
         out.append(msg)
     return out
 

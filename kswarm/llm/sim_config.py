@@ -65,7 +65,7 @@ class SimConfig:
     """KV-cache capacity in blocks: bounds the running batch's KV and the prefix cache (LRU)."""
     chars_per_token: int = 4
     """Token estimate: ``ceil(characters / chars_per_token)``."""
-    max_model_len: int = 32_768
+    max_model_len: int = 131_072
     """Longest prompt plus ``max_tokens``; longer requests get vLLM's 400."""
     fail_503_rate: float = 0.0
     """Fraction of requests answered 503 at once (overload)."""

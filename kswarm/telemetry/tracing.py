@@ -48,8 +48,10 @@ __all__ = [
     "force_flush",
     "job_span",
     "provider_for",
+    "record_attempt",
     "set_error",
     "set_usage",
+    "shutdown_tracing",
     "tool_span",
     "tracing_requested",
     "use_tracer_provider",
@@ -185,6 +187,14 @@ def force_flush(timeout_seconds: float = 10.0) -> bool:
     return _provider.force_flush(int(timeout_seconds * 1000))
 
 
+def shutdown_tracing() -> None:
+    """Export what is left and stop making spans (the process's provider stays set: OpenTelemetry
+    cannot take it back)."""
+    if _provider is not None:
+        _provider.shutdown()
+    use_tracer_provider(None)
+
+
 def provider_for(replicas: tuple[str, ...] | list[str]) -> str:
     """``gen_ai.provider.name`` of a pool: ``openai`` for OpenAI's API, else ``vllm`` (kswarm's
     pools are vLLM servers or the simulator, which speaks vLLM's API)."""
@@ -198,14 +208,14 @@ def provider_for(replicas: tuple[str, ...] | list[str]) -> str:
 # ---------------------------------------------------------------------- spans
 
 
+_OFF: contextlib.nullcontext[Span] = contextlib.nullcontext(INVALID_SPAN)
+"""What every helper returns when tracing is off: one shared, reusable no-op."""
+
+
 @contextlib.contextmanager
 def _span(
-    name: str, attributes: Mapping[str, Any], kind: SpanKind = SpanKind.INTERNAL
+    tracer: Tracer, name: str, attributes: Mapping[str, Any], kind: SpanKind = SpanKind.INTERNAL
 ) -> Iterator[Span]:
-    tracer = _tracer
-    if tracer is None:
-        yield INVALID_SPAN
-        return
     values = {k: v for k, v in attributes.items() if v is not None}
     with tracer.start_as_current_span(name, kind=kind, attributes=values) as span:
         try:
@@ -219,7 +229,10 @@ def job_span(
     *, job_uid: str, name: str, namespace: str, mode: str
 ) -> contextlib.AbstractContextManager[Span]:
     """``invoke_workflow``: the whole job."""
+    if _tracer is None:
+        return _OFF
     return _span(
+        _tracer,
         "invoke_workflow",
         {
             attr.OPERATION: "invoke_workflow",
@@ -235,7 +248,10 @@ def agent_span(
     *, job_uid: str, agent_id: str, name: str, role: str, stage: int | None
 ) -> contextlib.AbstractContextManager[Span]:
     """``invoke_agent {name}``: one agent (orchestrator, single agent, or sub-agent)."""
+    if _tracer is None:
+        return _OFF
     return _span(
+        _tracer,
         f"invoke_agent {name}",
         {
             attr.OPERATION: "invoke_agent",
@@ -261,7 +277,10 @@ def chat_span(
     provider: str = "vllm",
 ) -> contextlib.AbstractContextManager[Span]:
     """``chat {model}``: one model step of one agent (its retries included)."""
+    if _tracer is None:
+        return _OFF
     return _span(
+        _tracer,
         f"chat {model}",
         {
             attr.OPERATION: "chat",
@@ -282,7 +301,10 @@ def tool_span(
     *, job_uid: str, agent_id: str, step: int, index: int, tool: str, call_id: str
 ) -> contextlib.AbstractContextManager[Span]:
     """``execute_tool {tool}``: one tool call, keyed as the ledger keys it."""
+    if _tracer is None:
+        return _OFF
     return _span(
+        _tracer,
         f"execute_tool {tool}",
         {
             attr.OPERATION: "execute_tool",
@@ -308,3 +330,26 @@ def set_error(span: Span, error_type: str, description: str = "") -> None:
     if span.is_recording():
         span.set_attribute(attr.ERROR_TYPE, error_type)
         span.set_status(Status(StatusCode.ERROR, description or error_type))
+
+
+def record_attempt(attempt: Any) -> None:
+    """Add one model-call attempt (``kswarm.llm.chats.Attempt``) as an event of the current
+    span: inside a ``model_step`` activity that is its ``chat`` span. Retries, replicas and
+    time to first token then show in the trace; nothing happens when tracing is off."""
+    if _tracer is None:
+        return
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    values = {
+        "kswarm.attempt": getattr(attempt, "number", 0),
+        "kswarm.replica": getattr(attempt, "replica", None) or "",
+        "kswarm.outcome": getattr(attempt, "outcome", ""),
+        "kswarm.latency_seconds": float(getattr(attempt, "latency_seconds", 0.0) or 0.0),
+    }
+    ttft = getattr(attempt, "ttft_seconds", None)
+    if ttft is not None:
+        values["kswarm.ttft_seconds"] = float(ttft)
+    span.add_event("gen_ai.attempt", values)
+    if values["kswarm.outcome"] == "ok":
+        span.set_attribute("kswarm.replica", values["kswarm.replica"])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
@@ -31,7 +32,7 @@ from kswarm.tools import default_registry
 from kswarm.workflows import SubagentWorkflow, SwarmWorkflow
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import pool_task_queue
-from kswarm.workflows.worker import _runner, build_workers, running_workers
+from kswarm.workflows.worker import build_workers, running_workers
 
 HERE = Path(__file__).resolve().parent
 ENGINE = HERE.parent / "engine"
@@ -40,7 +41,12 @@ if str(ENGINE) not in sys.path:
 
 from engine_support import FAST, Stack, example  # noqa: E402
 
-__all__ = ["FAST", "Stack", "example", "traced_stack"]
+__all__ = ["FAST", "SANDBOX", "Stack", "example", "traced_stack"]
+
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("kswarm")
+)
+"""Temporal's sandbox, which the worker skips by default; the telemetry plugin must work in it."""
 
 
 @contextlib.asynccontextmanager
@@ -105,7 +111,7 @@ async def traced_stack(
     stack = Stack(client, ledger, queue, name, servers, activities)
     if max_cached_workflows is None:
         workers = build_workers(client, activities, task_queue=queue)
-    else:  # as build_workers does, with the workflow cache bounded
+    else:  # as build_workers does, in the sandbox, with the workflow cache bounded
         workers = [
             Worker(
                 client,
@@ -118,7 +124,7 @@ async def traced_stack(
                     activities.finish_job,
                     activities.run_tool,
                 ],
-                workflow_runner=_runner(),
+                workflow_runner=SANDBOX,
                 max_cached_workflows=max_cached_workflows,
             ),
             Worker(client, task_queue=pool_task_queue(name), activities=[activities.model_step]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from telemetry_support import example, traced_stack
+from telemetry_support import SANDBOX, example, traced_stack
 from temporalio.worker import Replayer
 
 from kswarm import telemetry
@@ -15,7 +15,6 @@ from kswarm.telemetry.interceptors import temporal_plugins
 from kswarm.telemetry.receiving import OtlpReceiver
 from kswarm.telemetry.spans import SpanRecord
 from kswarm.workflows import SubagentWorkflow, SwarmWorkflow
-from kswarm.workflows.worker import _runner
 
 QUICK = example("quickstart")
 
@@ -84,8 +83,8 @@ async def test_one_job_is_one_trace_with_parent_links_across_processes(
 async def test_replayed_workflows_export_no_span_twice(
     temporal: DevServer, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
-    # Five workflows at once in a cache of two: workflows are evicted and replayed from their
-    # history again and again while the job runs.
+    # Five workflows at once in a cache of two, in Temporal's sandbox: workflows are evicted and
+    # replayed from their history again and again while the job runs.
     async with traced_stack(temporal.address, tmp_path, max_cached_workflows=2) as stack:
         inp = stack.job(QUICK)
         handle = await stack.start(inp)
@@ -106,7 +105,7 @@ async def test_replayed_workflows_export_no_span_twice(
     before = len(receiver.spans)
     replayer = Replayer(
         workflows=[SwarmWorkflow, SubagentWorkflow],
-        workflow_runner=_runner(),
+        workflow_runner=SANDBOX,
         plugins=temporal_plugins(),
     )
     replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -175,3 +175,26 @@ def test_the_provider_of_a_pool_is_openai_only_for_openais_api(
     replicas: tuple[str, ...], provider: str
 ) -> None:
     assert tracing.provider_for(replicas) == provider
+
+
+def test_model_call_attempts_become_events_of_the_chat_span(memory: InMemorySpanExporter) -> None:
+    from types import SimpleNamespace
+
+    with tracing.chat_span(
+        job_uid="j", agent_id="a", role=None, stage=1, step=1, model="m", pool="p"
+    ):
+        for n, outcome in enumerate(["http_503", "ok"], start=1):
+            tracing.record_attempt(
+                SimpleNamespace(
+                    number=n,
+                    replica=f"r{n}",
+                    outcome=outcome,
+                    latency_seconds=0.1,
+                    ttft_seconds=0.02 if outcome == "ok" else None,
+                )
+            )
+    tracing.record_attempt(SimpleNamespace(number=9, outcome="ok"))  # no current span: ignored
+    (span,) = memory.get_finished_spans()
+    assert [e.attributes["kswarm.outcome"] for e in span.events] == ["http_503", "ok"]
+    assert span.events[1].attributes["kswarm.ttft_seconds"] == 0.02
+    assert span.attributes["kswarm.replica"] == "r2"
