@@ -175,3 +175,22 @@ async def test_malformed_tool_call_json_is_retried_then_fails_the_job_with_a_cle
     assert result.reason is not None and "MalformedResponse" in result.reason
     assert "not valid JSON" in result.reason
     assert [c.status for c in calls] == ["malformed_response"] * 3
+
+
+async def test_wide_search_succeeds_under_503s_and_hung_requests_and_the_ledger_shows_retries(
+    make_stack: StackFactory,
+) -> None:
+    sim = SimConfig(time_scale=FAST, fail_503_rate=0.10, hang_rate=0.02, seed=11)
+    options = {"request_timeout_seconds": 1.0}
+    async with make_stack(sim=sim, pool_options=options) as stack:
+        inp = stack.job(example("wide-search"), **FAST_RETRY, retry__maxAttempts=8)
+        result = await stack.run(inp)
+        await stack.ledger.flush()
+        calls = await stack.ledger.list_model_calls(inp.uid)
+    assert result.phase == "Succeeded", result.reason
+    assert result.subagents_succeeded == 100
+    outcomes = [c.status for c in calls]
+    assert outcomes.count("ok") == result.total_steps
+    assert outcomes.count("http_503") >= 10
+    assert outcomes.count("timeout") >= 1
+    assert result.quality == 1.0

@@ -200,3 +200,70 @@ async def test_a_job_survives_a_database_restart_with_nothing_lost_or_doubled(
     assert len({c.key for c in calls}) == len(calls)
     ok = [c for c in model_calls if c.status == "ok"]
     assert len({(c.agent_id, c.step) for c in ok}) == result.total_steps
+
+
+async def test_a_pool_rate_limit_holds_across_two_worker_processes(
+    temporal: DevServer, postgres_url: str, tmp_path: Path
+) -> None:
+    sims = await start_replicas(2, SimConfig(time_scale=0.001))
+    pools = tmp_path / "pools.yaml"
+    name = f"rl{random.getrandbits(24):06x}"
+    pools.write_text(
+        yaml.safe_dump(
+            {
+                "pools": [
+                    {
+                        "name": name,
+                        "model": "kswarm-sim",
+                        "replicas": [s.url for s in sims],
+                        "rateLimit": {"requestsPerSecond": 4},
+                    }
+                ]
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "KSWARM_TEMPORAL_ADDRESS": temporal.address,
+        "KSWARM_DATABASE_URL": postgres_url,
+        "KSWARM_POOLS_FILE": str(pools),
+    }
+    log = tmp_path / "workers.log"
+    workers = [start_worker(env, log) for _ in range(2)]
+    ledger = await Ledger.connect(postgres_url, migrate=True)
+    try:
+        doc = example("quickstart")
+        doc["metadata"]["uid"] = f"rl-{random.getrandbits(32):08x}"
+        doc["spec"]["orchestrator"] = {"pool": name}
+        doc["spec"]["subagents"]["pool"] = name
+        m = parse_manifest(doc)
+        inp = SwarmJobInput(name=m.name, namespace=m.namespace, uid=m.uid, spec=m.spec)
+        client = await Client.connect(temporal.address)
+        result = await asyncio.wait_for(
+            client.execute_workflow(
+                SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue="kswarm"
+            ),
+            timeout=120,
+        )
+        await asyncio.sleep(0.5)
+        calls = await ledger.list_model_calls(inp.uid)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        await ledger.close()
+        await stop_replicas(sims)
+    assert result.phase == "Succeeded", (result.reason, log.read_text()[-2000:])
+    starts = sorted(c.started_at.timestamp() for c in calls)
+    assert len(starts) == result.total_steps == 18
+    # 18 calls at 4 per second over both workers take at least ~4 s; any 2 s window holds at
+    # most 2 x 4 plus the limiter's burst of one.
+    assert starts[-1] - starts[0] >= 3.5
+    worst = max(sum(1 for t in starts if s <= t < s + 2.0) for s in starts)
+    assert worst <= 9, worst
+    hosts = {c.replica for c in calls}
+    assert len(hosts) >= 1
