@@ -99,12 +99,20 @@ class PhaseWatch:
         self.objects: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.watch = k8s_watch.Watch()
+        self.stopping = False
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception as e:  # the stream ends with an error when stopped mid-chunk
+            if not self.stopping:
+                print(f"watch ended: {type(e).__name__}: {e}", file=sys.stderr)
+
+    def _follow(self) -> None:
         stream = self.watch.stream(
             self.api.list_namespaced_custom_object,
             "kswarm.dev",
@@ -128,6 +136,7 @@ class PhaseWatch:
             return len(self.succeeded)
 
     def stop(self) -> None:
+        self.stopping = True
         self.watch.stop()
 
 
@@ -135,6 +144,12 @@ def quickstart(name: str) -> dict[str, Any]:
     doc = stack.example("quickstart")
     doc["metadata"] = {"name": name, "namespace": NAMESPACE}
     return doc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -248,6 +263,8 @@ def measure(
     time.sleep(1.0)
     names = [f"qs-{i:02d}" for i in range(args.jobs)]
     batch = {"apiVersion": "v1", "kind": "List", "items": [quickstart(n) for n in names]}
+    assert operator.proc is not None
+    cpu_start = cpu_seconds(operator.proc.pid)
     window_start = time.time()
     kubectl("apply", "-f", "-", input=json.dumps(batch))
     applied = time.time()
@@ -258,6 +275,7 @@ def measure(
     all_done = time.time()
     time.sleep(2.0)  # let the last status writes and events land in the audit log
     window_end = time.time()
+    operator_cpu = cpu_seconds(operator.proc.pid) - cpu_start
     watch.stop()
     if watch.count_succeeded() < args.jobs:
         phases = collections.Counter(
@@ -304,6 +322,7 @@ def measure(
             "max": round(max(fs), 1),
             "mean": round(statistics.fmean(fs), 1),
         },
+        "operator_cpu_s_per_job": round(operator_cpu / args.jobs, 3),
         "api_requests": {
             "total": len(requests),
             "per_job": round(len(requests) / args.jobs, 2),
@@ -339,6 +358,7 @@ def main() -> None:
     print(f"create -> workflow started:   p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms")
     print(f"finished -> status Succeeded: p50 {f['p50']:.0f} ms, p95 {f['p95']:.0f} ms")
     print(f"operator API requests: {r['total']} total, {r['per_job']} per job {r['by_client']}")
+    print(f"operator CPU: {result['operator_cpu_s_per_job'] * 1000:.0f} ms per job")
     for key, n in r["by_verb_and_resource"].items():
         print(f"  {n:5d}  {key}")
     print(f"wrote {RESULTS / 'operator.json'}")

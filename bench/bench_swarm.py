@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from kswarm.embedded import SimOptions, embedded_stack
 from kswarm.spec import parse_manifest
@@ -162,6 +162,7 @@ async def dispatch(runs: int) -> dict[str, float]:
             task_queue="bench-floor",
             workflows=[FloorParent, FloorChild],
             activities=[bench_noop],
+            workflow_runner=UnsandboxedWorkflowRunner(),
             max_concurrent_local_activities=1000,
             max_concurrent_workflow_tasks=100,
         ):

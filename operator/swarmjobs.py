@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from temporalio.client import WorkflowHandle
 
 from kswarm.errors import SpecError
 from kswarm.operator import status as job_status
@@ -29,7 +30,7 @@ from kswarm.operator import workflow_runs as runs
 from kswarm.operator.kube import KubeNotFound
 from kswarm.operator.runtime import Runtime, runtime_of
 from kswarm.spec import SwarmJobSpec, parse_manifest
-from kswarm.workflows import TASK_QUEUE, SwarmJobInput
+from kswarm.workflows import TASK_QUEUE, SwarmJobInput, SwarmJobResult
 
 __all__ = [
     "GROUP",
@@ -250,21 +251,10 @@ async def _follow(
     if desc.start_time and not reporter.last.get("startedAt"):
         await reporter.write({"startedAt": job_status.timestamp(desc.start_time)})
     closed: runs.Closed | None = None
-    while desc.status == runs.OPEN and closed is None:
-        if stopped:
-            return False
-        js, counters = await asyncio.gather(runs.live_status(handle), rt.counters(uid))
-        fresh = job_status.live_status(name, uid, js, counters)
-        spawned = js.subagents_spawned - int(reporter.last.get("subagents", {}).get("spawned", 0))
-        await reporter.write(fresh)
-        if spawned > 0:
-            reporter.event(
-                "Normal",
-                "SubagentsSpawned",
-                f"{spawned} sub-agents spawned in stage {js.stage} "
-                f"({js.subagents_spawned} in total)",
-            )
-        closed = await runs.wait_closed(handle, rt.config.status_interval)
+    if desc.status == runs.OPEN:
+        closed = await _follow_open(rt, reporter, stopped, handle, uid, name)
+        if closed is None:
+            return False  # asked to stop
     ledger = await rt.ledger()
     if ledger is None:
         raise RuntimeError("the ledger is unavailable; the final status waits for its counters")
@@ -294,6 +284,56 @@ async def _follow(
         final["toolCalls"]["total"],
     )
     return True
+
+
+async def _follow_open(
+    rt: Runtime,
+    reporter: _Reporter,
+    stopped: kopf.DaemonStopped,
+    handle: WorkflowHandle[Any, SwarmJobResult],
+    uid: str,
+    name: str,
+) -> runs.Closed | None:
+    """Rebuild the live status every interval until the run closes (``None``: told to stop).
+
+    A long poll for the close runs beside the passes, so the end is noticed at once even when
+    a pass is slow (a busy worker answers queries late).
+    """
+    closing = asyncio.ensure_future(runs.wait_closed(handle, None))
+    try:
+        while not stopped:
+            live = asyncio.ensure_future(_live_pass(rt, reporter, handle, uid, name))
+            await asyncio.wait({live, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if closing.done():
+                live.cancel()
+                break
+            await live
+            await asyncio.wait({closing}, timeout=rt.config.status_interval)
+            if closing.done():
+                break
+        return closing.result() if closing.done() else None
+    finally:
+        closing.cancel()
+
+
+async def _live_pass(
+    rt: Runtime,
+    reporter: _Reporter,
+    handle: WorkflowHandle[Any, SwarmJobResult],
+    uid: str,
+    name: str,
+) -> None:
+    """One rebuild of a running job's status from its ``status`` query and the ledger."""
+    js, counters = await asyncio.gather(runs.live_status(handle), rt.counters(uid))
+    fresh = job_status.live_status(name, uid, js, counters)
+    spawned = js.subagents_spawned - int(reporter.last.get("subagents", {}).get("spawned", 0))
+    await reporter.write(fresh)
+    if spawned > 0:
+        reporter.event(
+            "Normal",
+            "SubagentsSpawned",
+            f"{spawned} sub-agents spawned in stage {js.stage} ({js.subagents_spawned} in total)",
+        )
 
 
 class _Reporter:

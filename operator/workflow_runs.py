@@ -107,8 +107,10 @@ class Closed:
     result: SwarmJobResult | None
 
 
-async def wait_closed(handle: WorkflowHandle[Any, SwarmJobResult], seconds: float) -> Closed | None:
-    """Wait up to ``seconds`` for the run to close; ``None`` while it is still open.
+async def wait_closed(
+    handle: WorkflowHandle[Any, SwarmJobResult], seconds: float | None
+) -> Closed | None:
+    """Wait up to ``seconds`` (``None``: for ever) for the run to close; ``None`` if still open.
 
     A long poll on the history (close event only): it returns the moment the workflow ends,
     which keeps the finished-to-status delay short without polling faster.

@@ -123,3 +123,43 @@ def test_an_empty_ledger_tells_how_to_run_a_first_job(
             at.switch_page(page).run()
         no_exception(at)
         assert at.info, page
+
+
+async def test_a_running_job_shows_live_and_then_as_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import streamlit as st
+    from telemetry_support import example, traced_stack
+
+    from kswarm.devserver import start_dev_server
+    from kswarm.llm.sim_config import SimConfig
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    monkeypatch.setenv("KSWARM_DATABASE_URL", url)
+
+    def job_page(uid: str) -> AppTest:
+        st.cache_data.clear()
+        at = app().run()
+        at.switch_page("pages/job.py")
+        at.query_params["job"] = uid
+        return at.run()
+
+    async with start_dev_server(tmp_path / "temporal") as server:
+        slow = SimConfig(time_scale=0.05)  # a few seconds of work: time to look at it
+        async with traced_stack(server.address, tmp_path, ledger_url=url, sim=slow) as stack:
+            inp = stack.job(example("quickstart"))
+            handle = await stack.start(inp)
+            while len(await stack.ledger.list_model_calls(inp.uid)) < 3:
+                await asyncio.sleep(0.1)
+            at = await asyncio.to_thread(job_page, inp.uid)
+            no_exception(at)
+            assert "Running" in at.selectbox(key="job.select").options[0]
+            assert len(at.get("plotly_chart")) == 1
+            result = await handle.result()
+            await stack.ledger.flush()
+    at = await asyncio.to_thread(job_page, inp.uid)
+    no_exception(at)
+    assert "Succeeded" in at.selectbox(key="job.select").options[0]
+    assert {m.label: m.value for m in at.metric}["Critical steps"] == str(result.critical_steps)
