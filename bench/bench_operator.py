@@ -15,7 +15,7 @@ Figures, over the 50 jobs (quickstart size, distinct names, one ``kubectl apply`
 * API requests per job: the operator's audited requests during the 50 jobs, divided by 50,
   with a breakdown by verb and resource.
 
-    .venv/bin/python bench/bench_operator.py [--jobs 50] [--status-interval 1.0]
+    .venv/bin/python bench/bench_operator.py [--jobs 50] [--status-interval 1.0] [--keep]
 
 Prints the figures and writes bench/results/operator.json.
 """
@@ -26,6 +26,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -191,7 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     policy.write_text(yaml.safe_dump(AUDIT_POLICY))
     audit = work / "audit.log"
     cp_dir = work / "cp"
-    pg_dir = Path(tempfile.mkdtemp(prefix="kswarm-pg-"))
+    pg_url = os.environ.get("KSWARM_TEST_POSTGRES_URL") or ""
+    pg_dir = None if pg_url else Path(tempfile.mkdtemp(prefix="kswarm-pg-"))
     print("starting the control plane, PostgreSQL, Temporal, the worker ...", flush=True)
     sh(
         "bash",
@@ -203,9 +205,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"--audit-log-path={audit}",
         "--audit-log-format=json",
     )
-    pg_url = os.environ.get("KSWARM_TEST_POSTGRES_URL") or ""
     try:
-        if not pg_url:
+        if pg_dir is not None:
             pg_url = sh("bash", str(PG_SH), "start", str(pg_dir)).strip().splitlines()[-1]
         kubectl = Kubectl(cp_dir / "kubeconfig")
         kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
@@ -231,7 +232,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 operator.stop()
     finally:
         sh("bash", str(TESTCP), "stop", str(cp_dir))
-        if not os.environ.get("KSWARM_TEST_POSTGRES_URL"):
+        if args.keep:
+            print(f"operator log and audit log kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        if pg_dir is not None:
             subprocess.run(["bash", str(PG_SH), "stop", str(pg_dir)], check=False, timeout=120)
 
 
@@ -286,7 +291,7 @@ def measure(
             f"{operator.log_tail()}"
         )
 
-    to_start, to_status, runs = [], [], 0
+    to_start, to_status, durations, runs = [], [], [], 0
     for name in names:
         obj = watch.objects[name]
         wid = obj["status"]["workflowId"]
@@ -295,6 +300,7 @@ def measure(
         assert desc.start_time and desc.close_time
         to_start.append(desc.start_time.timestamp() - watch.added[name])
         to_status.append(watch.succeeded[name] - desc.close_time.timestamp())
+        durations.append((desc.close_time - desc.start_time).total_seconds())
     requests = audited_requests(audit, window_start, window_end)
     by_agent = collections.Counter(
         "kopf" if ev.get("userAgent", "").startswith("kopf") else "kswarm-operator"
@@ -322,6 +328,10 @@ def measure(
             "max": round(max(fs), 1),
             "mean": round(statistics.fmean(fs), 1),
         },
+        "workflow_seconds": {
+            "p50": round(percentile(durations, 0.5), 2),
+            "max": round(max(durations), 2),
+        },
         "operator_cpu_s_per_job": round(operator_cpu / args.jobs, 3),
         "api_requests": {
             "total": len(requests),
@@ -342,6 +352,7 @@ def main() -> None:
         help="the operator's KSWARM_STATUS_INTERVAL in seconds (1.0, its default)",
     )
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for all jobs")
+    p.add_argument("--keep", action="store_true", help="keep the operator and audit logs")
     args = p.parse_args()
     result = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -355,6 +366,8 @@ def main() -> None:
         f"{result['jobs']} SwarmJobs, all Succeeded, {result['workflow_runs']} workflow runs, "
         f"{result['wall_s']}s from apply to the last Succeeded"
     )
+    d = result["workflow_seconds"]
+    print(f"workflow run time (50 at once on this machine): p50 {d['p50']}s, max {d['max']}s")
     print(f"create -> workflow started:   p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms")
     print(f"finished -> status Succeeded: p50 {f['p50']:.0f} ms, p95 {f['p95']:.0f} ms")
     print(f"operator API requests: {r['total']} total, {r['per_job']} per job {r['by_client']}")

@@ -4,9 +4,11 @@ Both arms run the same job on the same embedded stack (Temporal dev server, simu
 SQLite ledger), each with a fresh client and workers: "off" connects with kswarm's telemetry
 plugin with traces off (metrics only, what an untraced worker runs), "on" with traces on,
 exporting every span over OTLP/HTTP to a receiver in another process (as to a collector). Arms
-alternate (off, on, off, on, ...) so drift of a shared machine hits both; the figure is the
-ratio of the medians (target <= 1.05). It also counts the exported spans of each traced job
-(nothing may be dropped) and times one span helper with tracing off and on.
+alternate (off, on, on, off, ...) so drift of a shared machine hits both; the figures are the
+ratio of the medians (target <= 1.05), the median ratio of back-to-back pairs, and the ratio of
+the process's CPU time, which a busy shared machine disturbs far less than wall time. It also
+counts the exported spans of each traced job (nothing may be dropped) and times one span helper
+with tracing off and on.
 
     .venv/bin/python bench/bench_tracing.py [--runs 2] [--time-scale 0.01] [--job wide-search]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -78,7 +81,7 @@ def span_helper_cost(n: int = 20_000) -> dict[str, float]:
     """Microseconds per ``chat_span`` block: tracing off, and on with no exporter."""
     from opentelemetry.sdk.trace import TracerProvider
 
-    saved = tracing._tracer
+    saved = tracing._tracer, tracing._activity_tracer
     out = {}
     try:
         for label, provider in (("off", None), ("on", TracerProvider())):
@@ -91,7 +94,7 @@ def span_helper_cost(n: int = 20_000) -> dict[str, float]:
                     tracing.set_usage(span, 10, 2)
             out[label] = (time.perf_counter() - t0) / n * 1e6
     finally:
-        tracing._tracer = saved
+        tracing._tracer, tracing._activity_tracer = saved
     return out
 
 
@@ -100,6 +103,7 @@ def count_spans(path: Path, uid: str) -> int:
 
 
 async def main(ns: argparse.Namespace) -> dict[str, Any]:
+    load_before = [round(x, 2) for x in os.getloadavg()]
     tmp = Path(tempfile.mkdtemp(prefix="kswarm-bench-tracing-"))
     spans_file = tmp / "spans.jsonl"
     receiver = subprocess.Popen(
@@ -147,6 +151,7 @@ async def main(ns: argparse.Namespace) -> dict[str, Any]:
         receiver.wait(10)
     off, on = statistics.median(walls["off"]), statistics.median(walls["on"])
     cpu_off, cpu_on = statistics.median(cpus["off"]), statistics.median(cpus["on"])
+    pairs = [b / a for a, b in zip(walls["off"], walls["on"], strict=True)]
     cost = span_helper_cost()
     return {
         "job": ns.job,
@@ -155,6 +160,10 @@ async def main(ns: argparse.Namespace) -> dict[str, Any]:
         "wall_off_s": walls["off"],
         "wall_on_s": walls["on"],
         "ratio_on_off": round(on / off, 4),
+        "pair_ratios": [round(r, 4) for r in pairs],
+        "median_pair_ratio": round(statistics.median(pairs), 4),
+        "cpus": os.cpu_count(),
+        "load_average_before_after": [load_before, [round(x, 2) for x in os.getloadavg()]],
         "cpu_off_s": cpus["off"],
         "cpu_on_s": cpus["on"],
         "cpu_ratio_on_off": round(cpu_on / cpu_off, 4),
@@ -175,7 +184,9 @@ if __name__ == "__main__":
     print(
         f"tracing on/off wall-time ratio {out['ratio_on_off']:.3f} "
         f"(target <= {out['target_ratio']}: {'met' if ok else 'NOT met'}), "
-        f"CPU ratio {out['cpu_ratio_on_off']:.3f}; "
+        f"median of back-to-back pairs {out['median_pair_ratio']:.3f}, "
+        f"CPU ratio {out['cpu_ratio_on_off']:.3f} (load average before/after "
+        f"{out['load_average_before_after']} on {out['cpus']} CPUs); "
         f"spans exported/expected {[(s['exported'], s['expected']) for s in out['spans']]}; "
         f"span helper {out['span_helper_us']['off']:.2f} us off, "
         f"{out['span_helper_us']['on']:.2f} us on"

@@ -54,6 +54,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     settings.posting.level = logging.CRITICAL + 1
     settings.posting.reporting_component = "kswarm-operator"
+    settings.posting.event_name_prefix = "kswarm-"
     settings.posting.reporting_instance = os.environ.get("HOSTNAME") or socket.gethostname()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

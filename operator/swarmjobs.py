@@ -275,13 +275,16 @@ async def _follow(
     kind = "Normal" if final["phase"] == "Succeeded" else "Warning"
     message = next(c["message"] for c in final["conditions"] if c["type"] == "Running")
     reporter.event(kind, final["phase"], message)
+    lag = (rt.now() - ended.close_time).total_seconds() if ended.close_time else 0.0
     log.info(
-        "job finished namespace=%s name=%s phase=%s critical_steps=%s tool_calls=%s",
+        "job finished namespace=%s name=%s phase=%s critical_steps=%s tool_calls=%s "
+        "status_lag_ms=%.0f",
         reporter.namespace,
         name,
         final["phase"],
         final["criticalSteps"],
         final["toolCalls"]["total"],
+        lag * 1000,
     )
     return True
 

@@ -382,6 +382,9 @@ class SwarmWorkflow:
                             retry=spec.retry,
                         ),
                         id=f"swarmjob-{ref_agent}",
+                        # A child still running when the job closes is asked to cancel (and
+                        # records what it had), never terminated mid-write.
+                        parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                         task_queue=workflow.info().task_queue,
                     )
                 except ChildWorkflowError as e:

@@ -12,13 +12,14 @@ things that takes:
 * The span helpers (:func:`job_span`, :func:`agent_span`, :func:`chat_span`,
   :func:`tool_span`) name and attribute spans by OpenTelemetry's GenAI conventions
   (``invoke_workflow``, ``invoke_agent {name}``, ``chat {model}``, ``execute_tool {tool}``)
-  plus kswarm's own attributes (job uid, agent id, stage, step). They are context managers,
-  usable in activities and, through Temporal's plugin, in workflows. When tracing is off they
-  yield OpenTelemetry's non-recording span after one check of a module global: no span, no
-  allocation, no export.
+  plus kswarm's own attributes (job uid, agent id, stage, step). They are context managers:
+  the job and agent spans for workflow code (replay-safe), the chat and tool spans for
+  activities, where the time is spent. When tracing is off they yield OpenTelemetry's
+  non-recording span after one check of a module global: no span, no allocation, no export.
 
 Context crosses Temporal (client -> workflow -> child workflow -> activity, across processes)
-through :mod:`kswarm.telemetry.interceptors`; :func:`temporal_plugins` gives the client its plugin.
+through :mod:`kswarm.telemetry.interceptors`, whose ``temporal_plugins()`` gives the client its
+plugin.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ DEFAULT_SERVICE_NAME = "kswarm"
 TRACES_PATH = "/v1/traces"
 
 _tracer: Tracer | None = None
+"""Replay-safe: for spans made in workflow code (the job's and the agents')."""
+_activity_tracer: Tracer | None = None
+"""The SDK's own tracer, without the replay-safe wrapper: for spans made in activities."""
 _provider: ReplaySafeTracerProvider | None = None
 
 
@@ -75,8 +79,12 @@ def enabled() -> bool:
 def use_tracer_provider(provider: trace.TracerProvider | None) -> None:
     """Make the span helpers use ``provider`` (``None``: off). :func:`configure_tracing` calls
     this; tests call it with a provider of their own."""
-    global _tracer
-    _tracer = provider.get_tracer(INSTRUMENTATION) if provider is not None else None
+    global _tracer, _activity_tracer
+    if provider is None:
+        _tracer = _activity_tracer = None
+        return
+    _tracer = provider.get_tracer(INSTRUMENTATION)
+    _activity_tracer = getattr(provider, "sdk_provider", provider).get_tracer(INSTRUMENTATION)
 
 
 def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
@@ -138,12 +146,13 @@ def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
 def _replay_safe_provider(resource: Any) -> ReplaySafeTracerProvider:
     """Temporal's replay-safe provider (deterministic ids in workflows, no export on replay)
     that hands out each tracer once: Temporal's interceptor asks for its tracer on every
-    activity, and the SDK would build a new one each time (about a third of tracing's cost)."""
+    activity, and the SDK would build a new one each time (a quarter of tracing's CPU time)."""
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider, create_tracer_provider
 
     class CachingReplaySafeTracerProvider(ReplaySafeTracerProvider):
         _tracers: dict[tuple[str, str | None, str | None], Tracer]
+        sdk_provider: SdkTracerProvider
 
         def get_tracer(
             self,
@@ -164,10 +173,10 @@ def _replay_safe_provider(resource: Any) -> ReplaySafeTracerProvider:
 
     # Temporal's own factory, for its id generator (public API); its provider is not kept.
     generator = create_tracer_provider(shutdown_on_exit=False).id_generator()
-    provider = CachingReplaySafeTracerProvider(
-        SdkTracerProvider(resource=resource, id_generator=generator), generator
-    )
+    sdk = SdkTracerProvider(resource=resource, id_generator=generator)
+    provider = CachingReplaySafeTracerProvider(sdk, generator)
     provider._tracers = {}
+    provider.sdk_provider = sdk
     return provider
 
 
@@ -311,11 +320,12 @@ def chat_span(
     pool: str,
     provider: str = "vllm",
 ) -> contextlib.AbstractContextManager[Span]:
-    """``chat {model}``: one model step of one agent (its retries included)."""
-    if _tracer is None:
+    """``chat {model}``: one model step of one agent (its retries included). In activities only:
+    this span is not replay-safe (workflow code uses :func:`job_span` and :func:`agent_span`)."""
+    if _activity_tracer is None:
         return _OFF
     return _span(
-        _tracer,
+        _activity_tracer,
         f"chat {model}",
         {
             attr.OPERATION: "chat",
@@ -335,11 +345,11 @@ def chat_span(
 def tool_span(
     *, job_uid: str, agent_id: str, step: int, index: int, tool: str, call_id: str
 ) -> contextlib.AbstractContextManager[Span]:
-    """``execute_tool {tool}``: one tool call, keyed as the ledger keys it."""
-    if _tracer is None:
+    """``execute_tool {tool}``: one tool call, keyed as the ledger keys it (in activities only)."""
+    if _activity_tracer is None:
         return _OFF
     return _span(
-        _tracer,
+        _activity_tracer,
         f"execute_tool {tool}",
         {
             attr.OPERATION: "execute_tool",

@@ -76,8 +76,15 @@ async def test_cancel_reaches_every_child_and_keeps_partial_results(
         job = await stack.ledger.get_job(inp.uid)
         subagents = [a for a in agents if a.role == "subagent"]
         for a in subagents:
-            child = await stack.client.get_workflow_handle(f"swarmjob-{a.id}").describe()
-            assert child.status == WorkflowExecutionStatus.CANCELED
+            child = stack.client.get_workflow_handle(f"swarmjob-{a.id}")
+            for _ in range(100):  # a child asked to cancel as the job closed may lag a moment
+                described = await child.describe()
+                if described.status != WorkflowExecutionStatus.RUNNING:
+                    break
+                await asyncio.sleep(0.1)
+            assert described.status == WorkflowExecutionStatus.CANCELED
+        agents = await stack.ledger.list_agents(inp.uid)
+        subagents = [a for a in agents if a.role == "subagent"]
         messages = await stack.ledger.get_messages(subagents[0].id)
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     assert job is not None and job.phase == "Cancelled"

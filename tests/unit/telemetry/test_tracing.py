@@ -45,6 +45,7 @@ def test_configure_tracing_without_variables_is_off_and_returns_none(
 ) -> None:
     monkeypatch.setattr(tracing, "_provider", None)
     monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(tracing, "_activity_tracer", None)
     assert tracing.configure_tracing({}) is None
     assert not tracing.enabled()
     with tracing.chat_span(
@@ -93,12 +94,12 @@ def memory() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    saved = tracing._tracer
+    saved = tracing._tracer, tracing._activity_tracer
     tracing.use_tracer_provider(provider)
     try:
         yield exporter
     finally:
-        tracing._tracer = saved
+        tracing._tracer, tracing._activity_tracer = saved
 
 
 def test_spans_are_named_and_attributed_by_the_genai_conventions(
