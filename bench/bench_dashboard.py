@@ -47,7 +47,7 @@ async def run_wide_search(url: str, time_scale: float) -> str:
         )
         await stack.ledger.flush()
     assert result.phase == "Succeeded", result.reason
-    return inp.uid
+    return str(inp.uid)
 
 
 def render_job_page(uid: str, *, cold: bool) -> tuple[float, Any]:

@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if pg_dir is not None:
             pg_url = sh("bash", str(PG_SH), "start", str(pg_dir)).strip().splitlines()[-1]
         kubectl = Kubectl(cp_dir / "kubeconfig")
-        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
         for crd in ("swarmjobs.kswarm.dev", "modelpools.kswarm.dev"):
             kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
         stack.apply_operator_identity(kubectl)

@@ -111,6 +111,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     ns = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(ns.log_level).upper(), logging.WARNING))
+    from kswarm.errors import ConfigError
+    from kswarm.telemetry import configure_tracing
+
+    try:
+        configure_tracing()  # off unless the OTEL_* variables ask for traces
+    except ConfigError as e:
+        print(f"kswarm: error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(ns.func(ns))
 
 

@@ -32,6 +32,7 @@ from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools_file
 from kswarm.llm.sim_config import SimConfig
+from kswarm.telemetry import temporal_plugins
 from kswarm.tools import ToolRegistry, default_registry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.worker import build_workers, running_workers
@@ -189,7 +190,7 @@ async def embedded_stack(
             else:
                 pools, sims = await stack.enter_async_context(_sim_pool(sim or SimOptions()))
             server = await stack.enter_async_context(start_dev_server(run_dir))
-            client = await Client.connect(server.address)
+            client = await Client.connect(server.address, plugins=temporal_plugins(pools=pools))
             task_queue = "kswarm"
             if run_worker:
                 activities = SwarmActivities(ledger, llm, pools, tools)

@@ -175,5 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     del argv  # configured by the environment only
     _configure_logging()
-    run(OperatorConfig.from_env())
+    config = OperatorConfig.from_env()
+    if config.settings.metrics_port:
+        from kswarm.ledger.engines import default_url
+        from kswarm.telemetry import metrics
+
+        url = config.settings.database_url or default_url()
+        metrics.start_metrics_server(config.settings.metrics_port, ledger_url=url)
+    run(config)
     return 0

@@ -42,6 +42,7 @@ from kswarm.config import Settings
 from kswarm.errors import ConfigError, LedgerError
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.operator.kube import KubeApi
+from kswarm.telemetry import temporal_plugins
 from kswarm.tools import default_registry
 
 __all__ = [
@@ -182,7 +183,9 @@ class Runtime:
         settings = self.config.settings
         if self.temporal is None:
             self.temporal = await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                plugins=temporal_plugins(metrics=False),
             )
             log.info(
                 "connected to temporal address=%s namespace=%s",

@@ -152,6 +152,10 @@ def final_status(
     out["phase"] = phase
     out["finishedAt"] = timestamp(finished_at)
     out["result"] = truncate(result.result or "")
+    out["wallSeconds"] = report["wallSeconds"]
+    if report["modelSeconds"] is not None:
+        out["modelSeconds"] = report["modelSeconds"]
+    out["stages"] = report["stages"][:1000]
     if result.quality is not None:
         out["quality"] = result.quality
     if phase == "Succeeded":

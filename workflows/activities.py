@@ -25,6 +25,7 @@ from kswarm.llm.client import LLMClient
 from kswarm.llm.errors import LLMError
 from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.pools import PoolRegistry
+from kswarm.telemetry import metrics, tracing
 from kswarm.tools import ToolContext, ToolRegistry, validate_arguments
 from kswarm.tools import control as ctl
 from kswarm.tools.tasks import score_answer
@@ -398,6 +399,8 @@ class SwarmActivities:
         offset = (activity.info().attempt - 1) * inp.retry.max_attempts
 
         async def on_attempt(a: Attempt) -> None:
+            metrics.record_model_attempt(pool.name, a)
+            tracing.record_attempt(a)
             self.ledger.record_model_call(
                 ModelCallRecord(
                     job_uid=inp.job_uid,

@@ -22,6 +22,7 @@ from kswarm.config import Settings
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolRegistry, load_pools_file
+from kswarm.telemetry import metrics, temporal_plugins
 from kswarm.tools import ToolRegistry, default_registry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import TASK_QUEUE, pool_task_queue
@@ -115,7 +116,13 @@ async def serve(
         pools = load_pools_file(settings.pools_file)
     ledger = await Ledger.connect(settings.database_url)
     llm = LLMClient()
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        plugins=temporal_plugins(pools=pools),
+    )
+    if settings.metrics_port:
+        metrics.start_metrics_server(settings.metrics_port, ledger_url=ledger.url)
     activities = SwarmActivities(ledger, llm, pools, tools or default_registry())
     workers = build_workers(client, activities)
     stop = stop or asyncio.Event()

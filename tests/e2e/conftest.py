@@ -114,7 +114,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         )
     cp = ControlPlane(dir=workdir, kubeconfig=workdir / "kubeconfig", kubectl_bin=kubectl_bin)
     try:
-        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+        cp.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(CRDS))
         for name in CRD_NAMES:
             cp.kubectl(
                 "wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}", timeout=90

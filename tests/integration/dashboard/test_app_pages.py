@@ -151,7 +151,9 @@ async def test_a_running_job_shows_live_and_then_as_finished(
         async with traced_stack(server.address, tmp_path, ledger_url=url, sim=slow) as stack:
             inp = stack.job(example("quickstart"))
             handle = await stack.start(inp)
-            while len(await stack.ledger.list_model_calls(inp.uid)) < 2:
+            for _ in range(300):  # until the first model calls are in the ledger
+                if len(await stack.ledger.list_model_calls(inp.uid)) >= 2:
+                    break
                 await asyncio.sleep(0.1)
             at = await asyncio.to_thread(job_page, inp.uid)
             no_exception(at)
