@@ -107,7 +107,7 @@ async def main(ns: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="kswarm-bench-tracing-"))
     spans_file = tmp / "spans.jsonl"
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "kswarm.telemetry.receiving", "--port", str(ns.port),
+        [sys.executable, "-P", "-m", "kswarm.telemetry.receiving", "--port", str(ns.port),
          "--out", str(spans_file)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -10,9 +10,11 @@ cd "$root"
 step() { printf '\n== %s\n' "$*"; }
 
 step "install into .venv"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# -P keeps the current folder off sys.path: this checkout's operator/ folder (installed as
+# kswarm.operator) would otherwise shadow the standard library's operator module.
+[ -x .venv/bin/python ] || python3 -P -m venv .venv
+.venv/bin/python -P -m pip install -q --upgrade pip
+.venv/bin/python -P -m pip install -q -e '.[dev]'
 
 step "headless Chromium for the dashboard test"
 if ! command -v chromium >/dev/null 2>&1; then
@@ -41,4 +43,4 @@ bash hack/typecheck.sh
 
 step "tests"
 export KSWARM_HOME=${KSWARM_HOME:-$(mktemp -d)}
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -P -m pytest -q -p no:cacheprovider "$@"

@@ -103,6 +103,7 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
     port = _free_port_run(opts.replicas)
     cmd = [
         sys.executable,
+        "-P",  # keep the current folder off sys.path: a checkout's operator/ shadows the stdlib
         "-m",
         "kswarm.cli",
         "sim",

@@ -205,7 +205,7 @@ class OperatorProcess:
             log.write(f"\n===== operator start {self.starts} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kswarm.operator"],
+                [sys.executable, "-P", "-m", "kswarm.operator"],
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

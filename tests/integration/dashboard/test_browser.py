@@ -29,7 +29,7 @@ def served(filled_ledger: FilledLedger) -> Iterator[str]:
         "KSWARM_DASHBOARD_ADDRESS": "127.0.0.1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kswarm.dashboard"],
+        [sys.executable, "-P", "-m", "kswarm.dashboard"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
