@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,13 @@ from streamlit.runtime.pages_manager import PagesManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "telemetry"))
 
+from dashboard_support import FilledLedger
 from telemetry_support import example, traced_stack
 
 from kswarm.devserver import start_dev_server
 
 REPO = Path(__file__).resolve().parents[3]
 OUTPUT = REPO / "test-output" / "dashboard"
-
-
-@dataclass(frozen=True)
-class FilledLedger:
-    url: str
-    swarm: str
-    single: str
-    failed: str
-    critical_steps: dict[str, int]
-    stages: dict[str, int]
 
 
 @pytest.fixture(scope="session")
@@ -92,14 +82,6 @@ def _pages_by_navigation(monkeypatch: pytest.MonkeyPatch) -> None:
 def output_dir() -> Iterator[Path]:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     yield OUTPUT
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FilledLedger
+from dashboard_support import FilledLedger
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[3] / "dashboard" / "app.py")

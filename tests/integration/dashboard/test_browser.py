@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from browsing import CHROMIUM, chromium
-from conftest import FilledLedger, free_port
+from dashboard_support import FilledLedger, free_port
 from PIL import Image
 
 

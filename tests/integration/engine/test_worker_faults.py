@@ -260,10 +260,11 @@ async def test_a_pool_rate_limit_holds_across_two_worker_processes(
     assert result.phase == "Succeeded", (result.reason, log.read_text()[-2000:])
     starts = sorted(c.started_at.timestamp() for c in calls)
     assert len(starts) == result.total_steps == 18
-    # 18 calls at 4 per second over both workers take at least ~4 s; any 2 s window holds at
-    # most 2 x 4 plus the limiter's burst of one.
+    # 18 calls at 4 per second over both workers take at least ~4 s (at 4 per second per
+    # worker, 8 in all, they would take ~2 s); a 2 s window holds 2 x 4 plus the limiter's
+    # bursts, far from the 16 of two separate limits.
     assert starts[-1] - starts[0] >= 3.5
     worst = max(sum(1 for t in starts if s <= t < s + 2.0) for s in starts)
-    assert worst <= 9, worst
+    assert worst <= 12, worst
     hosts = {c.replica for c in calls}
     assert len(hosts) >= 1

@@ -61,7 +61,7 @@ async def test_unknown_model_is_a_404_in_vllms_words(start_sim: StartSim) -> Non
         ),
         pytest.param(
             b'{"model": "kswarm-sim", "messages": [{"role": "user", "content": "a"}], '
-            b'"max_tokens": 40000}',
+            b'"max_tokens": 140000}',
             "maximum context length",
             id="too-long",
         ),
