@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -155,8 +156,7 @@ class SwarmActivities:
             [{"role": "system", "content": prompt}, {"role": "user", "content": spec.task}],
         )
 
-    @activity.defn(name="record_stage")
-    async def record_stage(self, job_uid: str, stage: StageSummary) -> None:
+    async def _record_stage(self, job_uid: str, stage: StageSummary) -> None:
         await self.ledger.record_stage(
             job_uid,
             StageRecord(
@@ -204,31 +204,33 @@ class SwarmActivities:
     @activity.defn(name="finish_job")
     async def finish_job(self, inp: FinishJobInput) -> tuple[str, float | None]:
         """Write the outcome; return the (truncated) final answer and its quality score."""
-        job = await self.ledger.get_job(inp.uid)
+        out = inp.outcome
+        job = await self.ledger.get_job(out.uid)
         answer = await self._final_answer(inp.final_agent_id)
         quality = score_answer(job.spec.get("task", ""), answer) if job and answer else None
         await self.ledger.finish_job(
-            inp.uid,
-            phase=inp.phase,
-            reason=inp.reason,
+            out.uid,
+            phase=out.phase,
+            reason=out.reason,
             result=answer,
-            critical_steps=inp.critical_steps,
-            total_steps=inp.total_steps,
-            speedup=inp.speedup,
-            wall_seconds=inp.wall_seconds,
-            model_seconds=inp.model_seconds,
+            critical_steps=out.critical_steps,
+            total_steps=out.total_steps,
+            speedup=out.speedup,
+            wall_seconds=out.wall_seconds,
+            model_seconds=out.model_seconds,
             quality=quality,
             report={
-                "stages": [s.__dict__ for s in inp.stages],
+                "stages": [dataclasses.asdict(st) for st in out.stages],
                 "subagents": {
-                    "spawned": inp.subagents_spawned,
-                    "succeeded": inp.subagents_succeeded,
-                    "failed": inp.subagents_failed,
+                    "spawned": out.subagents_spawned,
+                    "succeeded": out.subagents_succeeded,
+                    "failed": out.subagents_failed,
                 },
             },
         )
+        await asyncio.gather(*(self._record_stage(out.uid, st) for st in out.stages))
         await self.ledger.update_agent(
-            inp.final_agent_id, status=inp.phase, answer=answer, finished_at=_now()
+            inp.final_agent_id, status=out.phase, answer=answer, finished_at=_now()
         )
         await self.ledger.flush()
         return answer[:RESULT_PREVIEW_CHARS], quality

@@ -220,16 +220,6 @@ class SpawnResultInput:
 
 @dataclass
 class FinishJobInput:
-    uid: str
-    phase: str
-    reason: str | None
-    critical_steps: int
-    total_steps: int
-    speedup: float
-    stages: list[StageSummary]
-    model_seconds: float
-    wall_seconds: float
+    outcome: SwarmJobResult
+    """The job's result as the workflow knows it; the activity adds ``result`` and ``quality``."""
     final_agent_id: str
-    subagents_spawned: int = 0
-    subagents_succeeded: int = 0
-    subagents_failed: int = 0

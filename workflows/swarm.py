@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -265,25 +266,7 @@ class SwarmWorkflow:
         speedup = round(s.total_steps / critical, 3) if critical else 0.0
         model_seconds = sum(st.model_seconds for st in s.stages)
         wall = (workflow.now() - started).total_seconds()  # type: ignore[operator]
-        preview, quality = await _ledger(
-            SwarmActivities.finish_job,
-            FinishJobInput(
-                uid=inp.uid,
-                phase=phase,
-                reason=reason,
-                critical_steps=critical,
-                total_steps=s.total_steps,
-                speedup=speedup,
-                stages=s.stages,
-                model_seconds=model_seconds,
-                wall_seconds=wall,
-                final_agent_id=agent_id,
-                subagents_spawned=s.subagents_spawned,
-                subagents_succeeded=s.subagents_succeeded,
-                subagents_failed=s.subagents_failed,
-            ),
-        )
-        return SwarmJobResult(
+        outcome = SwarmJobResult(
             name=inp.name,
             uid=inp.uid,
             phase=phase,
@@ -297,9 +280,13 @@ class SwarmWorkflow:
             subagents_failed=s.subagents_failed,
             model_seconds=model_seconds,
             wall_seconds=wall,
-            quality=quality,
-            result=preview,
+            quality=None,
+            result="",
         )
+        preview, quality = await _ledger(
+            SwarmActivities.finish_job, FinishJobInput(outcome=outcome, final_agent_id=agent_id)
+        )
+        return dataclasses.replace(outcome, result=preview, quality=quality)
 
     async def _orchestrate(self, inp: SwarmJobInput, agent_id: str, role: str) -> None:
         spec = inp.spec

@@ -62,7 +62,6 @@ def build_workers(
             workflows=[SwarmWorkflow, SubagentWorkflow],
             activities=[
                 activities.start_job,
-                activities.record_stage,
                 activities.finish_agent,
                 activities.spawn_result,
                 activities.finish_job,

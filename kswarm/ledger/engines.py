@@ -77,7 +77,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_engine_for(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def _sqlite_autocommit_driver(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, emit BEGIN (see ``_sqlite_begin_immediate``).
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # A writer takes SQLite's write lock when its transaction begins, so a second process that
+    # writes the same file waits (busy_timeout) instead of failing with "database is locked"
+    # when a deferred transaction tries to upgrade from reading to writing.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine_for(url: str, *, pool_size: int = 10, writer: bool = False) -> AsyncEngine:
+    """An async engine for ``url``. ``writer`` makes SQLite transactions ``BEGIN IMMEDIATE``
+    (the ledger's single writer uses one; readers keep WAL's concurrent deferred reads)."""
     u = async_url(url)
     if u.get_backend_name() == "sqlite":
         db = u.database or ""
@@ -85,6 +99,9 @@ def create_engine_for(url: str, *, pool_size: int = 10) -> AsyncEngine:
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(u, pool_size=pool_size, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if writer:
+            event.listen(engine.sync_engine, "connect", _sqlite_autocommit_driver)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_async_engine(
         u,

@@ -46,7 +46,13 @@ class Ledger:
         self.masked_url = engines.mask(url)
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._writer = GroupCommitter(engine, self.masked_url)
+        # SQLite gets a writer engine of its own whose transactions take the write lock up front.
+        self._write_engine = (
+            engines.create_engine_for(url, pool_size=2, writer=True)
+            if self.dialect == "sqlite"
+            else engine
+        )
+        self._writer = GroupCommitter(self._write_engine, self.masked_url)
         self._claims = claims.Claims()
         self._begins = tool_calls.BeginToolCalls(self.dialect)
         self._finishes = tool_results.FinishToolCalls(self.dialect)
@@ -77,6 +83,8 @@ class Ledger:
     async def close(self) -> None:
         await self._writer.close()
         await self.engine.dispose()
+        if self._write_engine is not self.engine:
+            await self._write_engine.dispose()
 
     async def flush(self) -> None:
         """Wait until every write-behind record is committed."""

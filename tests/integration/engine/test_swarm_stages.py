@@ -22,6 +22,7 @@ async def test_swarm_spawns_one_subagent_per_item_and_counts_critical_steps(
         counters = await stack.ledger.job_counters(inp.uid)
         agents = await stack.ledger.list_agents(inp.uid)
         job = await stack.ledger.get_job(inp.uid)
+        stages = await stack.ledger.list_stages(inp.uid)
 
     assert result.phase == "Succeeded", result.reason
     # Stage 1: the orchestrator spawns 4 sub-agents, each takes 3 search steps + 1 answer step.
@@ -31,6 +32,10 @@ async def test_swarm_spawns_one_subagent_per_item_and_counts_critical_steps(
         (1, 0, 0),
     ]
     assert result.critical_steps == 1 + SUB_STEPS + 1
+    assert [(s.index, s.main_steps, s.max_subagent_steps, s.subagents) for s in stages] == [
+        (1, 1, SUB_STEPS, ITEMS),
+        (2, 1, 0, 0),
+    ]
     assert result.total_steps == 2 + ITEMS * SUB_STEPS
     assert result.speedup == pytest.approx(result.total_steps / result.critical_steps, rel=1e-3)
     assert result.subagents_spawned == result.subagents_succeeded == ITEMS
