@@ -104,7 +104,8 @@ class _ActivityTelemetry(ActivityInboundInterceptor):
             if kind == "start_job":
                 metrics.record_job_started()
             elif kind == "finish_job":
-                metrics.record_job_finished(str(getattr(arg, "phase", "Unknown")))
+                outcome = getattr(arg, "outcome", arg)  # FinishJobInput carries the result
+                metrics.record_job_finished(str(getattr(outcome, "phase", "Unknown")))
         return result
 
     async def _model_step(self, input: ExecuteActivityInput, inp: Any) -> Any:
