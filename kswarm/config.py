@@ -11,7 +11,7 @@ KSWARM_METRICS_PORT       Prometheus port of the worker (0: off)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Settings", "kswarm_home"]
@@ -35,7 +35,6 @@ class Settings:
     """YAML file of model pools."""
     metrics_port: int = 0
     """Port of the Prometheus endpoint; 0 turns it off."""
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import uuid
 from typing import Any
 
@@ -178,7 +177,3 @@ def run_job(
     except KeyboardInterrupt:
         err.print("cancelled")
         return EXIT_FAILED
-
-
-def main_run(argv_path: str) -> None:  # pragma: no cover - convenience for python -m
-    sys.exit(run_job(argv_path))

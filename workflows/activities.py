@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from kswarm.errors import KswarmError, ToolError
 from kswarm.ledger import AgentRecord, Ledger, ModelCallRecord, StageRecord, ToolCallKey
+from kswarm.ledger.repository import utcnow
 from kswarm.llm.chats import Attempt, ChatRequest
 from kswarm.llm.client import LLMClient
 from kswarm.llm.errors import LLMError
@@ -185,7 +186,7 @@ class SwarmActivities:
             steps=result.steps,
             answer=answer,
             error=result.error,
-            finished_at=_now(),
+            finished_at=utcnow(),
         )
 
     @activity.defn(name="spawn_result")
@@ -230,7 +231,7 @@ class SwarmActivities:
         )
         await asyncio.gather(*(self._record_stage(out.uid, st) for st in out.stages))
         await self.ledger.update_agent(
-            inp.final_agent_id, status=out.phase, answer=answer, finished_at=_now()
+            inp.final_agent_id, status=out.phase, answer=answer, finished_at=utcnow()
         )
         await self.ledger.flush()
         return answer[:RESULT_PREVIEW_CHARS], quality
@@ -572,9 +573,3 @@ class SwarmActivities:
                 )
             )
         return rows, spawns, final
-
-
-def _now() -> Any:
-    from kswarm.ledger.repository import utcnow
-
-    return utcnow()

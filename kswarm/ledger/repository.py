@@ -38,6 +38,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def _spend_tokens(conn: AsyncConnection, uid: str, input_tokens: int, output: int) -> int:
+    """Add tokens to a job's budget in ``conn``'s transaction; the job's total so far."""
+    stmt = (
+        update(models.Job)
+        .where(models.Job.uid == uid)
+        .values(
+            tokens_input=models.Job.tokens_input + input_tokens,
+            tokens_output=models.Job.tokens_output + output,
+        )
+        .returning(models.Job.tokens_input + models.Job.tokens_output)
+    )
+    row = (await conn.execute(stmt)).first()
+    return int(row[0]) if row else 0
+
+
 class Ledger:
     """Async access to the ledger database. Open with :meth:`connect`; one per process."""
 
@@ -163,19 +178,9 @@ class Ledger:
 
     async def add_tokens(self, uid: str, input_tokens: int, output_tokens: int) -> int:
         """Add a model call's tokens to the job's budget; return the job's total so far."""
-        stmt = (
-            update(models.Job)
-            .where(models.Job.uid == uid)
-            .values(
-                tokens_input=models.Job.tokens_input + input_tokens,
-                tokens_output=models.Job.tokens_output + output_tokens,
-            )
-            .returning(models.Job.tokens_input + models.Job.tokens_output)
-        )
 
         async def op(conn: AsyncConnection) -> int:
-            row = (await conn.execute(stmt)).first()
-            return int(row[0]) if row else 0
+            return await _spend_tokens(conn, uid, input_tokens, output_tokens)
 
         return await self._writer.submit(op)
 
@@ -429,22 +434,7 @@ class Ledger:
         ]
 
         async def tokens(conn: AsyncConnection) -> int:
-            stmt = update(Job).where(Job.uid == job_uid)
-            if input_tokens or output_tokens:
-                stmt = stmt.values(
-                    tokens_input=Job.tokens_input + input_tokens,
-                    tokens_output=Job.tokens_output + output_tokens,
-                )
-                row = (
-                    await conn.execute(stmt.returning(Job.tokens_input + Job.tokens_output))
-                ).first()
-            else:
-                row = (
-                    await conn.execute(
-                        select(Job.tokens_input + Job.tokens_output).where(Job.uid == job_uid)
-                    )
-                ).first()
-            return int(row[0]) if row else 0
+            return await _spend_tokens(conn, job_uid, input_tokens, output_tokens)
 
         async def op(conn: AsyncConnection) -> tuple[list[dict[str, Any]], int]:
             existing = (

@@ -62,7 +62,7 @@ async def pool_file(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
         "pools": [
             {
                 "name": name,
-                "model": sims[0].config.model if hasattr(sims[0], "config") else "kswarm-sim",
+                "model": SimConfig().model,
                 "replicas": [s.url for s in sims],
                 "maxConcurrency": 256,
             }
