@@ -91,6 +91,33 @@ def _prompt_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _pending_tool_messages(history: list[dict[str, Any]], calls: list[Any]) -> list[dict[str, Any]]:
+    """Tool messages answering the previous step's calls, from that step's ledger rows."""
+    last = history[-1] if history else {}
+    prev = _step_of(last)
+    if last.get("role") != "assistant" or prev is None or not last.get("tool_calls"):
+        return []
+    by_index = {c.index: c for c in calls}
+    out = []
+    for i, call in enumerate(last.get("tool_calls") or []):
+        row = by_index.get(i)
+        if row is None or row.status in ("pending", "started"):
+            content = "error: the call did not complete"
+        elif row.status == "succeeded":
+            content = json.dumps(row.result, separators=(",", ":"))
+        else:
+            content = f"error: {row.error or row.status}"
+        out.append(
+            {
+                "role": "tool",
+                "tool_call_id": call.get("id", f"call_{i}"),
+                "content": content,
+                "_kswarm": {"after_step": prev, "tool": row.tool if row else ""},
+            }
+        )
+    return out
+
+
 def _application_error(e: Exception) -> ApplicationError:
     retryable = bool(getattr(e, "retryable", False))
     return ApplicationError(
@@ -296,14 +323,14 @@ class SwarmActivities:
     async def _model_step(self, inp: ModelStepInput) -> ModelStepResult:
         pool = self.pools.get(inp.pool)
         model = inp.model or pool.model
-        history = await self.ledger.get_messages(inp.agent_id)
+        history, prev_calls = await self.ledger.get_conversation(inp.agent_id)
         last = history[-1] if history else {}
         usage = (0, 0, 0.0, 0.0)
         new_messages: list[dict[str, Any]] = []
         if last.get("role") == "assistant" and _step_of(last) == inp.step:
             assistant = last  # stored by an earlier attempt: never call the model twice
         else:
-            new_messages = await self._pending_tool_messages(inp, history)
+            new_messages = _pending_tool_messages(history, prev_calls)
             assistant, usage = await self._call_model(inp, pool, model, history + new_messages)
             new_messages.append(assistant)
         rows, spawns, final = await self._classify(inp, assistant)
@@ -347,34 +374,6 @@ class SwarmActivities:
             latency_seconds=usage[3],
             budget_exhausted=budget,
         )
-
-    async def _pending_tool_messages(
-        self, inp: ModelStepInput, history: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Tool messages answering the previous step's calls, built from the ledger."""
-        last = history[-1] if history else {}
-        prev = _step_of(last)
-        if last.get("role") != "assistant" or prev is None or not last.get("tool_calls"):
-            return []
-        by_index = {c.index: c for c in await self.ledger.get_tool_calls(inp.agent_id, prev)}
-        out = []
-        for i, call in enumerate(last.get("tool_calls") or []):
-            row = by_index.get(i)
-            if row is None or row.status in ("pending", "started"):
-                content = "error: the call did not complete"
-            elif row.status == "succeeded":
-                content = json.dumps(row.result, separators=(",", ":"))
-            else:
-                content = f"error: {row.error or row.status}"
-            out.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call.get("id", f"call_{i}"),
-                    "content": content,
-                    "_kswarm": {"after_step": prev, "tool": row.tool if row else ""},
-                }
-            )
-        return out
 
     async def _call_model(
         self,

@@ -10,14 +10,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from kswarm.errors import ConfigError
 
-__all__ = ["async_url", "create_engine_for", "default_url", "mask", "sync_url"]
+__all__ = [
+    "async_url",
+    "create_engine_for",
+    "create_sqlite_sync_engine",
+    "default_url",
+    "mask",
+    "sync_url",
+]
 
 
 def default_url() -> str:
@@ -89,14 +96,38 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_file(u: URL) -> None:
+    db = u.database or ""
+    if db and db != ":memory:":
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_sqlite_sync_engine(url: str, *, pool_size: int = 2, writer: bool = False) -> Engine:
+    """A synchronous engine for an SQLite ``url``, with the same pragmas as the async one,
+    for connections used on threads of their own (``writer``: ``BEGIN IMMEDIATE``)."""
+    u = sync_url(url)
+    if u.get_backend_name() != "sqlite":
+        raise ConfigError(f"not an SQLite URL: {mask(url)}")
+    _sqlite_file(u)
+    engine = create_engine(
+        u,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    if writer:
+        event.listen(engine, "connect", _sqlite_autocommit_driver)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
 def create_engine_for(url: str, *, pool_size: int = 10, writer: bool = False) -> AsyncEngine:
     """An async engine for ``url``. ``writer`` makes SQLite transactions ``BEGIN IMMEDIATE``
     (the ledger's single writer uses one; readers keep WAL's concurrent deferred reads)."""
     u = async_url(url)
     if u.get_backend_name() == "sqlite":
-        db = u.database or ""
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_file(u)
         engine = create_async_engine(u, pool_size=pool_size, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         if writer:

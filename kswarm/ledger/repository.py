@@ -7,12 +7,15 @@ repeat it safely. Tool calls are exactly-once through :meth:`Ledger.begin_tool_c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -32,24 +35,78 @@ from kswarm.ledger.writing import GroupCommitter
 __all__ = ["Ledger", "utcnow"]
 
 TERMINAL_TOOL_STATUSES = ("succeeded", "failed", "refused")
+READER_THREADS = 2
+"""SQLite: threads (and connections) for the hot reads; WAL lets them read while one writes."""
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_T = models.Base.metadata.tables
+_MESSAGES, _TOOL_CALLS, _AGENTS, _JOBS, _MODEL_CALLS = (
+    _T["messages"],
+    _T["tool_calls"],
+    _T["agents"],
+    _T["jobs"],
+    _T["model_calls"],
+)
+
+
+_SPEND_TOKENS = (
+    update(_JOBS)
+    .where(_JOBS.c.uid == bindparam("b_uid"))
+    .values(
+        tokens_input=_JOBS.c.tokens_input + bindparam("input"),
+        tokens_output=_JOBS.c.tokens_output + bindparam("output"),
+    )
+    .returning(_JOBS.c.tokens_input + _JOBS.c.tokens_output)
+)
+
+
+class _StepStatements:
+    """The statements of a model step, built once: run with parameter lists (executemany),
+    their compiled form is reused; built per call they cost more CPU than the database did."""
+
+    def __init__(self, dialect: str) -> None:
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert
+        tc, jobs = _TOOL_CALLS.c, _JOBS.c
+        self.existing_calls = select(tc.index, tc.tool, tc.status, tc.error).where(
+            tc.agent_id == bindparam("agent_id"), tc.step == bindparam("step")
+        )
+        self.reserved = select(jobs.tool_calls_reserved).where(jobs.uid == bindparam("b_uid"))
+        self.reserve = (
+            update(_JOBS)
+            .where(jobs.uid == bindparam("b_uid"))
+            .values(tool_calls_reserved=jobs.tool_calls_reserved + bindparam("n"))
+        )
+        self.messages = insert(_MESSAGES).on_conflict_do_nothing(index_elements=["agent_id", "seq"])
+        self.tool_calls = insert(_TOOL_CALLS)
+        self.agent_steps = (
+            update(_AGENTS)
+            .where(_AGENTS.c.id == bindparam("agent_id"))
+            .values(steps=bindparam("n_steps"))
+        )
+        self.model_call = insert(_MODEL_CALLS).on_conflict_do_nothing(
+            index_elements=["agent_id", "step", "attempt"]
+        )
+        self.conversation = (
+            select(_MESSAGES.c.content)
+            .where(_MESSAGES.c.agent_id == bindparam("agent_id"))
+            .order_by(_MESSAGES.c.seq)
+        )
+        self.step_calls = (
+            select(_TOOL_CALLS)
+            .where(tc.agent_id == bindparam("agent_id"), tc.step == bindparam("step"))
+            .order_by(tc.index)
+        )
+
+
 async def _spend_tokens(conn: AsyncConnection, uid: str, input_tokens: int, output: int) -> int:
     """Add tokens to a job's budget in ``conn``'s transaction; the job's total so far."""
-    stmt = (
-        update(models.Job)
-        .where(models.Job.uid == uid)
-        .values(
-            tokens_input=models.Job.tokens_input + input_tokens,
-            tokens_output=models.Job.tokens_output + output,
-        )
-        .returning(models.Job.tokens_input + models.Job.tokens_output)
-    )
-    row = (await conn.execute(stmt)).first()
+    params = {"b_uid": uid, "input": input_tokens, "output": output}
+    row = (await conn.execute(_SPEND_TOKENS, params)).first()
     return int(row[0]) if row else 0
 
 
@@ -61,16 +118,24 @@ class Ledger:
         self.masked_url = engines.mask(url)
         self.engine = engine
         self.dialect = engine.dialect.name
-        # SQLite gets a writer engine of its own whose transactions take the write lock up front.
-        self._write_engine = (
-            engines.create_engine_for(url, pool_size=2, writer=True)
+        # SQLite: the writer runs on a thread of its own with a synchronous engine whose
+        # transactions take the write lock up front (see ``writing``).
+        self._sync_write_engine = (
+            engines.create_sqlite_sync_engine(url, pool_size=1, writer=True)
             if self.dialect == "sqlite"
-            else engine
+            else None
         )
-        self._writer = GroupCommitter(self._write_engine, self.masked_url)
+        self._writer = GroupCommitter(engine, self.masked_url, sync_engine=self._sync_write_engine)
+        self._sync_read_engine = (
+            engines.create_sqlite_sync_engine(url, pool_size=READER_THREADS)
+            if self.dialect == "sqlite"
+            else None
+        )
+        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="ledger-reader")
         self._claims = claims.Claims()
         self._begins = tool_calls.BeginToolCalls(self.dialect)
         self._finishes = tool_results.FinishToolCalls(self.dialect)
+        self._step = _StepStatements(self.dialect)
 
     @classmethod
     async def connect(cls, url: str | None = None, *, migrate: bool = False) -> Ledger:
@@ -98,8 +163,10 @@ class Ledger:
     async def close(self) -> None:
         await self._writer.close()
         await self.engine.dispose()
-        if self._write_engine is not self.engine:
-            await self._write_engine.dispose()
+        self._readers.shutdown(wait=True)
+        for sync_engine in (self._sync_write_engine, self._sync_read_engine):
+            if sync_engine is not None:
+                sync_engine.dispose()
 
     async def flush(self) -> None:
         """Wait until every write-behind record is committed."""
@@ -111,16 +178,43 @@ class Ledger:
         mod = postgresql if self.dialect == "postgresql" else sqlite
         return mod.insert(table)
 
-    async def _read_core(self, stmt: Any) -> Sequence[Any]:
-        """Rows of a Core select on a plain connection: the hot paths, without ORM overhead."""
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for Core selects (the hot paths, without ORM overhead); database
+        errors come out as kswarm's (see :func:`writing.translate`)."""
         try:
             async with self.engine.connect() as conn:
-                return (await conn.execute(stmt)).all()
+                yield conn
         except (DBAPIError, OSError) as e:
             err = writing.translate(self.masked_url, e)
             if err is e:
                 raise
             raise err from e
+
+    async def _read_with(self, fn: Callable[[AsyncConnection], Coroutine[Any, Any, T]]) -> T:
+        """``fn``'s reads, on one connection. On SQLite they run on a reader thread over a
+        synchronous connection in one hand-over (see ``writing``), not one event-loop round
+        trip per statement; ``fn`` must then await nothing but the connection's ``execute``."""
+        engine = self._sync_read_engine
+        if engine is None:
+            async with self._reading() as conn:
+                return await fn(conn)
+
+        def work() -> T:
+            with engine.connect() as conn:
+                return writing.run_to_completion(fn(writing.sync_connection(conn)))
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, work)
+        except (DBAPIError, OSError) as e:
+            err = writing.translate(self.masked_url, e)
+            if err is e:
+                raise
+            raise err from e
+
+    async def _read_core(self, stmt: Any) -> Sequence[Any]:
+        async with self._reading() as conn:
+            return (await conn.execute(stmt)).all()
 
     async def _read(self, stmt: Any) -> Sequence[Any]:
         # A session, not a bare connection: only a session turns select(Model) into Model
@@ -290,13 +384,32 @@ class Ledger:
 
         await self._writer.submit(op)
 
+    async def get_conversation(self, agent_id: str) -> tuple[list[dict[str, Any]], list[Any]]:
+        """An agent's messages and the tool calls of the step its last message made (rows as
+        :meth:`get_tool_calls` gives them; none when the last message is not a model step's),
+        read together on one connection: what a model step needs before it calls the model."""
+        st = self._step
+
+        async def read(conn: AsyncConnection) -> tuple[list[dict[str, Any]], list[Any]]:
+            rows = (await conn.execute(st.conversation, {"agent_id": agent_id})).all()
+            messages = [dict(r[0]) for r in rows]
+            meta = messages[-1].get("_kswarm") if messages else None
+            calls: list[Any] = []
+            if isinstance(meta, dict) and "step" in meta and messages[-1].get("tool_calls"):
+                params = {"agent_id": agent_id, "step": int(meta["step"])}
+                calls = list((await conn.execute(st.step_calls, params)).all())
+            return messages, calls
+
+        return await self._read_with(read)
+
     async def get_messages(self, agent_id: str) -> list[dict[str, Any]]:
-        q = (
-            select(models.Message.content)
-            .where(models.Message.agent_id == agent_id)
-            .order_by(models.Message.seq)
-        )
-        return [dict(r[0]) for r in await self._read_core(q)]
+        st = self._step
+
+        async def read(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = (await conn.execute(st.conversation, {"agent_id": agent_id})).all()
+            return [dict(r[0]) for r in rows]
+
+        return await self._read_with(read)
 
     # ------------------------------------------------------------------ model calls
 
@@ -304,14 +417,10 @@ class Ledger:
         """Write one model-call attempt behind the caller's back (not on the critical path)."""
         values = dataclasses.asdict(rec)
         values["started_at"] = datetime.fromtimestamp(rec.started_at or 0, UTC)
-        stmt = (
-            self._insert(models.ModelCall)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["agent_id", "step", "attempt"])
-        )
+        stmt = self._step.model_call
 
         async def op(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
+            await conn.execute(stmt, [values])
 
         self._writer.submit_nowait(op)
 
@@ -420,7 +529,6 @@ class Ledger:
         stored.
         """
         now = utcnow()
-        TC, Job, Agent = models.ToolCall, models.Job, models.Agent
         rows = [
             {
                 "job_uid": job_uid,
@@ -436,13 +544,11 @@ class Ledger:
         async def tokens(conn: AsyncConnection) -> int:
             return await _spend_tokens(conn, job_uid, input_tokens, output_tokens)
 
+        st = self._step
+
         async def op(conn: AsyncConnection) -> tuple[list[dict[str, Any]], int]:
             existing = (
-                await conn.execute(
-                    select(TC.index, TC.tool, TC.status, TC.error).where(
-                        TC.agent_id == agent_id, TC.step == step
-                    )
-                )
+                await conn.execute(st.existing_calls, {"agent_id": agent_id, "step": step})
             ).all()
             if existing:
                 rows_ = [
@@ -452,16 +558,10 @@ class Ledger:
             want = sum(1 for c in tool_calls if c.get("budgeted") and c["status"] == "pending")
             granted = want
             if want and max_tool_calls is not None:
-                used = (
-                    await conn.execute(select(Job.tool_calls_reserved).where(Job.uid == job_uid))
-                ).scalar_one()
+                used = (await conn.execute(st.reserved, {"b_uid": job_uid})).scalar_one()
                 granted = max(0, min(want, max_tool_calls - int(used)))
             if granted:
-                await conn.execute(
-                    update(Job)
-                    .where(Job.uid == job_uid)
-                    .values(tool_calls_reserved=Job.tool_calls_reserved + granted)
-                )
+                await conn.execute(st.reserve, {"b_uid": job_uid, "n": granted})
             out: list[dict[str, Any]] = []
             values = []
             for c in tool_calls:
@@ -496,14 +596,10 @@ class Ledger:
                     {"index": c["index"], "tool": c["tool"], "status": status, "error": error}
                 )
             if rows:
-                await conn.execute(
-                    self._insert(models.Message)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["agent_id", "seq"])
-                )
+                await conn.execute(st.messages, rows)
             if values:
-                await conn.execute(self._insert(TC).values(values))
-            await conn.execute(update(Agent).where(Agent.id == agent_id).values(steps=step))
+                await conn.execute(st.tool_calls, values)
+            await conn.execute(st.agent_steps, {"agent_id": agent_id, "n_steps": step})
             return out, await tokens(conn)
 
         return await self._writer.submit(op)

@@ -20,6 +20,13 @@ statements, atomic one statement each) commits on its own in one round trip inst
 The writer keeps its connection while batches follow each other closely (each checkout pings
 the server) and hands it back after ``linger_s`` of quiet.
 
+On SQLite the writer runs each batch in a thread of its own on a synchronous connection: the
+operations are the same coroutines, driven to completion there in one go (they only await
+``execute``, which answers at once on that connection). With aiosqlite every statement is a
+round trip through the event loop, and a busy loop (100 sub-agents' activations) made a batch
+of a few dozen statements wait for a few dozen loop turns: commits of half a second in bursts.
+On its own thread a batch costs one hand-over, and SQLite releases the GIL while it works.
+
 A batch that fails because the database is unreachable fails every caller at once with
 :class:`LedgerUnavailable` (retryable; retrying operation by operation would wait out the
 connect timeout once per operation). Any other failure is retried one operation per
@@ -32,16 +39,26 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kswarm.errors import LedgerError, LedgerUnavailable
 
-__all__ = ["CoalescedWrite", "GroupCommitter", "WriteOp", "translate", "unreachable"]
+__all__ = [
+    "CoalescedWrite",
+    "GroupCommitter",
+    "WriteOp",
+    "run_to_completion",
+    "sync_connection",
+    "translate",
+    "unreachable",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,6 +97,35 @@ class CoalescedWrite(abc.ABC, Generic[ItemT, ResultT]):
         raise NotImplementedError
 
 
+class _SyncConnection:
+    """An ``AsyncConnection`` look-alike over a synchronous one: ``execute`` answers at once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if parameters is None:
+            return self._conn.execute(statement)
+        return self._conn.execute(statement, parameters)
+
+
+def sync_connection(conn: Connection) -> AsyncConnection:
+    """``conn`` as the ``AsyncConnection`` that ledger operations take, for
+    :func:`run_to_completion` (operations only use its ``execute``)."""
+    return cast(AsyncConnection, _SyncConnection(conn))
+
+
+def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (it awaits only :func:`sync_connection`), here."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise RuntimeError("a ledger operation waited on something other than its connection")
+
+
 @dataclass(slots=True)
 class _Pending:
     op: WriteOp | None
@@ -96,8 +142,17 @@ class GroupCommitter:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_s: float = DEFAULT_LINGER_S,
+        sync_engine: Engine | None = None,
     ) -> None:
+        """``sync_engine`` (SQLite) runs batches on a thread of the writer's own; see above."""
         self._engine = engine
+        self._sync_engine = sync_engine
+        self._sync_conn: Connection | None = None
+        self._thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+            if sync_engine is not None
+            else None
+        )
         self._url = masked_url
         self._max_batch = max_batch
         self._linger_s = linger_s
@@ -145,10 +200,12 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._release()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     async def _next(self) -> _Pending:
         """The next operation; the connection goes back to the pool after a short idle."""
-        if self._conn is None or not self._queue.empty():
+        if (self._conn is None and self._sync_conn is None) or not self._queue.empty():
             return await self._queue.get()
         # asyncio.wait, not wait_for: on Python 3.11 wait_for can drop an item that arrives
         # just as the timeout fires; here the same getter is awaited until it delivers.
@@ -174,12 +231,43 @@ class GroupCommitter:
 
     async def _release(self, *, broken: bool = False) -> None:
         """Hand the connection back; a ``broken`` one is discarded, not pooled."""
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._release_sync, broken
+            )
+            return
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 if broken and not conn.invalidated:
                     await conn.invalidate()
                 await conn.close()
+
+    def _release_sync(self, broken: bool) -> None:
+        conn, self._sync_conn = self._sync_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if broken and not conn.invalidated:
+                    conn.invalidate()
+                conn.close()
+
+    def _apply_sync(self, batch: list[_Pending]) -> list[Any]:
+        """On the writer's thread: ``batch`` in one transaction of its connection."""
+        assert self._sync_engine is not None
+        conn = self._sync_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._sync_conn = self._sync_engine.connect()
+        with conn.begin():
+            return run_to_completion(_apply(sync_connection(conn), batch))
+
+    async def _apply_batch(self, batch: list[_Pending]) -> list[Any]:
+        """``batch`` applied and committed, on the writer's thread or on the event loop."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._apply_sync, batch)
+        conn = await self._connection()
+        async with conn.begin():
+            return await _apply(conn, batch)
 
     async def _run(self) -> None:
         while True:
@@ -235,9 +323,7 @@ class GroupCommitter:
 
     async def _commit_together(self, batch: list[_Pending]) -> None:
         try:
-            conn = await self._connection()
-            async with conn.begin():
-                results = await _apply(conn, batch)
+            results = await self._apply_batch(batch)
         except Exception as e:
             await self._release(broken=unreachable(e))
             if unreachable(e) or _schema_missing(e):
@@ -252,9 +338,7 @@ class GroupCommitter:
 
     async def _commit_one(self, pending: _Pending) -> None:
         try:
-            conn = await self._connection()
-            async with conn.begin():
-                (result,) = await _apply(conn, [pending])
+            (result,) = await self._apply_batch([pending])
         except Exception as e:
             await self._release(broken=unreachable(e))
             _fail([pending], self._error_for(e), log_behind=True)

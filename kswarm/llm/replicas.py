@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 __all__ = [
     "DEFAULT_ROUTER_SETTINGS",
     "HEALTH_FAILURES",
@@ -35,6 +33,8 @@ HEALTH_FAILURES = frozenset({"connect_error", "transport_error", "timeout"})
 _RUNNING = "vllm:num_requests_running"
 _WAITING = "vllm:num_requests_waiting"
 _KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+_WANTED = frozenset((_RUNNING, _WAITING, *_KV_USAGE))
+_WANTED_PREFIX = ("vllm:num_requests_", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,12 +78,27 @@ class ReplicaMetrics:
 
 
 def parse_vllm_metrics(text: str, *, scraped_at: float) -> ReplicaMetrics:
-    """Read running, waiting and KV usage from a vLLM ``/metrics`` page (summed over models)."""
+    """Read running, waiting and KV usage from a vLLM ``/metrics`` page (summed over models).
+
+    Only the three gauges' sample lines are read (``name{labels} value [timestamp]`` in the
+    Prometheus text format): a vLLM page is mostly histogram buckets, and parsing all of it
+    with a general parser was the router's largest cost under load. A sample line that cannot
+    be read raises ``ValueError``."""
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in (_RUNNING, _WAITING, *_KV_USAGE):
-                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    for line in text.splitlines():
+        if not line.startswith(_WANTED_PREFIX):
+            continue
+        brace = line.find("{")
+        if brace >= 0:
+            name, rest = line[:brace], line[line.rindex("}") + 1 :]
+        else:
+            name, _, rest = line.partition(" ")
+        if name not in _WANTED:
+            continue
+        fields = rest.split()
+        if not fields:
+            raise ValueError(f"no value in metrics line {line!r}")
+        values[name] = values.get(name, 0.0) + float(fields[0])
     if _RUNNING not in values and _WAITING not in values:
         raise ValueError("no vllm:num_requests_running or vllm:num_requests_waiting samples")
     kv = next((values[name] for name in _KV_USAGE if name in values), 0.0)

@@ -46,6 +46,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from kswarm.converter import ConverterPlugin
 from kswarm.telemetry import metrics, tracing
 
 __all__ = ["SwarmTelemetryInterceptor", "SwarmTelemetryPlugin", "temporal_plugins"]
@@ -229,6 +230,10 @@ class SwarmTelemetryPlugin(SimplePlugin):
 
 
 def temporal_plugins(*, pools: Any = None, metrics: bool = True) -> list[SimplePlugin]:
-    """The plugins a kswarm client connects with: traces when :func:`tracing.configure_tracing`
-    turned them on, metrics always (unless ``metrics=False``)."""
-    return [SwarmTelemetryPlugin(traces=tracing.enabled(), metrics=metrics, pools=pools)]
+    """The plugins a kswarm client connects with: the data converter
+    (:mod:`kswarm.converter`), traces when :func:`tracing.configure_tracing` turned them on,
+    metrics always (unless ``metrics=False``)."""
+    return [
+        ConverterPlugin(),
+        SwarmTelemetryPlugin(traces=tracing.enabled(), metrics=metrics, pools=pools),
+    ]

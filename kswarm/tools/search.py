@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kswarm.tools.corpus import Corpus, default_corpus
@@ -44,6 +46,9 @@ class CorpusIndex:
 
 _index: CorpusIndex | None = None
 _index_lock = threading.Lock()
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kswarm-search")
+"""Queries run here, off the event loop: SQLite releases the GIL while it searches, so a
+swarm's searches overlap with the worker's own work instead of stalling it."""
 
 
 def _default_index() -> CorpusIndex:
@@ -55,7 +60,9 @@ def _default_index() -> CorpusIndex:
 
 
 async def _search(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    results = _default_index().search(str(args["query"]), int(args.get("k", 3)))
+    query, k = str(args["query"]), int(args.get("k", 3))
+    loop = asyncio.get_running_loop()
+    results = await loop.run_in_executor(_executor, lambda: _default_index().search(query, k))
     return {"query": args["query"], "results": results}
 
 

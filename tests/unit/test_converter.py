@@ -1,0 +1,102 @@
+"""kswarm's payload converter decodes exactly what Temporal's default converter decodes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from temporalio.converter import DataConverter, DefaultPayloadConverter
+
+from kswarm.converter import PayloadConverter, data_converter
+from kswarm.spec import RetrySpec, parse_manifest
+from kswarm.telemetry.interceptors import temporal_plugins
+from kswarm.workflows import inputs as wi
+
+SPEC = parse_manifest(
+    {
+        "apiVersion": "kswarm.dev/v1alpha1",
+        "kind": "SwarmJob",
+        "metadata": {"name": "conv", "uid": "u1"},
+        "spec": {"task": "find things", "limits": {"maxTokens": 1000}},
+    }
+).spec
+
+VALUES: list[Any] = [
+    wi.SwarmJobInput(name="conv", namespace="default", uid="u1", spec=SPEC),
+    wi.ModelStepInput(
+        job_uid="u1",
+        agent_id="u1/a",
+        role="subagent",
+        step=2,
+        pool="default",
+        model="kswarm-sim",
+        tools=["search"],
+        max_tool_calls=1500,
+        max_tokens=None,
+        retry=RetrySpec(max_attempts=4),
+        stage=1,
+        final_turn=False,
+    ),
+    wi.ModelStepResult(
+        step=2,
+        tool_calls=[wi.ToolCallRef(index=0, name="search", kind="tool", local=True)],
+        spawns=[wi.SpawnRef(call_index=0, agent_id="u1/s", name="s")],
+        final=False,
+        input_tokens=10,
+        output_tokens=5,
+        model_seconds=0.5,
+        latency_seconds=0.6,
+        budget_exhausted=None,
+    ),
+    wi.SwarmJobResult(
+        name="conv",
+        uid="u1",
+        phase="Succeeded",
+        reason=None,
+        critical_steps=4,
+        total_steps=7,
+        speedup=1.75,
+        subagents_spawned=2,
+        subagents_succeeded=2,
+        subagents_failed=0,
+        model_seconds=1.0,
+        wall_seconds=1.5,
+        quality=0.5,
+        result="answer",
+        stages=[
+            wi.StageSummary(
+                stage=1, main_steps=1, max_subagent_steps=3, subagents=2, model_seconds=1.0
+            )
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
+def test_decodes_as_the_default_converter(value: Any) -> None:
+    default, ours = DefaultPayloadConverter(), PayloadConverter()
+    payloads = default.to_payloads([value])
+    assert ours.to_payloads([value]) == payloads
+    decoded = ours.from_payloads(payloads, [type(value)])[0]
+    assert decoded == default.from_payloads(payloads, [type(value)])[0] == value
+    assert type(decoded) is type(value)
+
+
+def test_bad_payloads_fail_as_in_temporal() -> None:
+    ours, default = PayloadConverter(), DefaultPayloadConverter()
+    payloads = default.to_payloads([{"job_uid": "u1", "step": "not a number"}])
+    with pytest.raises(Exception, match="step"):
+        ours.from_payloads(payloads, [wi.ToolCallInput])
+    missing = default.to_payloads([{"job_uid": "u1"}])
+    with pytest.raises(TypeError):
+        ours.from_payloads(missing, [wi.ToolCallInput])
+
+
+def test_clients_get_it_through_the_plugin_and_keep_a_custom_one() -> None:
+    (plugin, *_) = temporal_plugins(metrics=False)
+    config: Any = {"data_converter": DataConverter.default}
+    configured = plugin.configure_client(config)
+    assert configured["data_converter"].payload_converter_class is PayloadConverter
+    custom = dataclasses.replace(DataConverter.default, payload_converter_class=PayloadConverter)
+    assert data_converter(custom) is custom
