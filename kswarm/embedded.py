@@ -86,9 +86,10 @@ def _pool_of(urls: list[str], opts: SimOptions) -> PoolRegistry:
 
 @contextlib.asynccontextmanager
 async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[Any]]]:
-    """Simulated replicas: in this process when a custom behaviour is given, else in a process
-    of their own (``kswarm sim``), so the simulator's work never competes with the worker's."""
-    if "behaviour" in opts.extra:
+    """Simulated replicas: in this process when a behaviour function is given, else in a
+    process of their own (``kswarm sim``, where a behaviour named ``MODULE:FUNCTION`` goes),
+    so the simulator's work never competes with the worker's."""
+    if callable(opts.extra.get("behaviour")):
         from kswarm.llm.simulator import start_replicas, stop_replicas
 
         config = SimConfig(

@@ -19,15 +19,16 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
-from kswarm.llm.sim_config import SimConfig
+from kswarm.llm.sim_config import Behaviour, SimConfig
 from kswarm.llm.sim_engine import Engine
 from kswarm.llm.sim_server import SimService
 
@@ -200,10 +201,36 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag, dest=field, type=kind, default=default, help=f"{text} ({default})"
         )
+    parser.add_argument(
+        "--behaviour",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="what the model answers: an importable (body, rng) -> message function "
+        "(default: the scripted behaviour of kswarm.llm.scripts)",
+    )
+
+
+def load_behaviour(ref: str) -> Behaviour:
+    """The behaviour function named ``MODULE:FUNCTION``; ``ValueError`` naming what is wrong."""
+    module_name, sep, name = ref.partition(":")
+    if not sep or not module_name or not name:
+        raise ValueError(f"--behaviour: expected MODULE:FUNCTION, got {ref!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"--behaviour: cannot import {module_name!r}: {e}") from e
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ValueError(f"--behaviour: {module_name!r} has no function {name!r}")
+    return cast(Behaviour, fn)
 
 
 def sim_config_from_args(ns: argparse.Namespace) -> SimConfig:
-    return SimConfig(**{field: getattr(ns, field) for _, field, _, _ in _FLAGS})
+    behaviour = getattr(ns, "behaviour", None)
+    return SimConfig(
+        **{field: getattr(ns, field) for _, field, _, _ in _FLAGS},
+        behaviour=load_behaviour(behaviour) if behaviour else None,
+    )
 
 
 def run_sim_from_args(ns: argparse.Namespace) -> int:

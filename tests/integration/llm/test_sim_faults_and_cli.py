@@ -14,7 +14,12 @@ import pytest
 from llm_sim_support import FAST_RETRY, StartSim, free_ports, pool_of
 
 from kswarm.llm import ChatRequest, LLMClient
-from kswarm.llm.simulator import add_sim_arguments, run_sim_from_args, sim_config_from_args
+from kswarm.llm.simulator import (
+    add_sim_arguments,
+    load_behaviour,
+    run_sim_from_args,
+    sim_config_from_args,
+)
 
 
 def body(**extra: Any) -> dict[str, Any]:
@@ -142,3 +147,48 @@ async def test_serves_replicas_on_consecutive_ports_until_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def parrot(body: dict[str, Any], rng: Any) -> dict[str, Any]:
+    """A behaviour for ``--behaviour``: says which test module answered."""
+    return {"role": "assistant", "content": "parrot from the test module"}
+
+
+def test_cli_loads_a_named_behaviour_and_refuses_bad_names() -> None:
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    ns = parser.parse_args(["--behaviour", f"{__name__}:parrot"])
+    assert sim_config_from_args(ns).behaviour is parrot
+    for bad, says in [
+        ("no-colon", "expected MODULE:FUNCTION"),
+        ("kswarm_no_such_module:fn", "cannot import"),
+        ("kswarm.llm.sim_config:no_such_function", "has no function 'no_such_function'"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            load_behaviour(bad)
+        assert run_sim_from_args(parser.parse_args(["--behaviour", bad])) == 2
+
+
+async def test_embedded_stack_runs_a_named_behaviour_in_the_simulator_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``SimOptions.extra["behaviour"] = "MODULE:FUNCTION"`` reaches ``kswarm sim`` in its own
+    process (it must be importable there: this test module's folder goes on PYTHONPATH)."""
+    import os
+    from pathlib import Path
+
+    from kswarm.embedded import SimOptions, _sim_pool
+
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    )
+    opts = SimOptions(replicas=1, time_scale=0.0, extra={"behaviour": f"{__name__}:parrot"})
+    async with _sim_pool(opts) as (pools, sims):
+        (proc,) = sims
+        assert proc.pid != os.getpid()
+        (url,) = pools.get("default").replicas
+        async with httpx.AsyncClient() as http:
+            r = await http.post(f"{url}/v1/chat/completions", json=body())
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "parrot from the test module"
