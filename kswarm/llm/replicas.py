@@ -1,7 +1,8 @@
 """What the router knows about each replica: load, health, and the engine's own metrics.
 
-A replica is in rotation until it proves unhealthy, by failing ``/health`` or by
-``eject_after_errors`` consecutive failed requests; then it is ejected for a cool-down that
+A replica is in rotation until it proves unhealthy, by refusing connections, by failing
+``/health`` ``health_failures_to_eject`` times in a row, or by ``eject_after_errors``
+consecutive failed requests; then it is ejected for a cool-down that
 doubles on each repeat, and comes back only when ``/health`` answers 200 after the cool-down.
 Only failures that say something about the replica count: refused connections, timeouts, broken
 transports and 5xx answers other than 503. A 429 or 503 is the engine asking for patience, which
@@ -50,6 +51,10 @@ class RouterSettings:
     """Cap on the doubled cool-down."""
     health_interval_seconds: float = 5.0
     """How often every replica's ``/health`` is checked in the background."""
+    health_failures_to_eject: int = 3
+    """Consecutive failed ``/health`` probes (timeouts, error statuses) that eject a replica
+    in rotation, as a Kubernetes probe's ``failureThreshold``: one slow probe from a busy worker
+    says little. A refused connection ejects at once."""
     recovery_interval_seconds: float = 1.0
     """How often ejected replicas past their cool-down are probed."""
     metrics_interval_seconds: float = 1.0
@@ -126,6 +131,8 @@ class ReplicaState:
     dispatched: int = 0
     """Requests ever sent to it by this process."""
     consecutive_errors: int = 0
+    failed_probes: int = 0
+    """Consecutive failed ``/health`` probes."""
     ejections: int = 0
     """Ejections since the replica last answered a request well; drives the doubling."""
     ejected_until: float | None = None
@@ -147,13 +154,13 @@ class ReplicaState:
             settings.eject_cooldown_seconds * 2.0 ** (self.ejections - 1),
         )
         self.ejected_until = now + cooldown
-        self.consecutive_errors = 0
+        self.consecutive_errors = self.failed_probes = 0
         return cooldown
 
     def restore(self) -> None:
         """Back in rotation (its ``/health`` answered 200 after the cool-down)."""
         self.ejected_until = None
-        self.consecutive_errors = 0
+        self.consecutive_errors = self.failed_probes = 0
 
     def record(
         self, outcome: str, http_status: int | None, now: float, settings: RouterSettings

@@ -184,36 +184,56 @@ class Router:
     # Health and metrics ------------------------------------------------------------------
 
     async def _get(self, url: str, path: str) -> httpx.Response | None:
+        response, _ = await self._request(url, path)
+        return response
+
+    async def _request(self, url: str, path: str) -> tuple[httpx.Response | None, bool]:
+        """The answer to ``GET url+path`` (``None`` on any error), and whether the connection
+        was refused."""
         if self._http is None:
-            return None
+            return None, False
         headers = {"Authorization": f"Bearer {self.pool.api_key}"} if self.pool.api_key else {}
         try:
-            return await self._http.get(
+            response = await self._http.get(
                 url.rstrip("/") + path,
                 headers=headers,
                 timeout=self.settings.probe_timeout_seconds,
             )
+        except httpx.ConnectError:
+            return None, True
         except httpx.HTTPError:
-            return None
+            return None, False
+        return response, False
 
     async def _probe(self, replica: ReplicaState) -> None:
-        response = await self._get(replica.url, "/health")
+        response, refused = await self._request(replica.url, "/health")
         # An endpoint without a /health route (a hosted OpenAI-compatible API) answers 404 or
         # 405: that says nothing against it, and its request errors still count.
         healthy = response is not None and response.status_code in (200, 404, 405)
         now = self._clock()
-        if healthy and replica.ejected:
-            replica.restore()
-            log.info("replica restored pool=%s replica=%s", self.pool.name, replica.url)
-            self._wake()
-        elif not healthy:
-            cooldown = replica.eject(now, self.settings)
-            log.warning(
-                "replica failed /health pool=%s replica=%s cooldown=%.1f",
-                self.pool.name,
-                replica.url,
-                cooldown,
-            )
+        if healthy:
+            replica.failed_probes = 0
+            if replica.ejected:
+                replica.restore()
+                log.info("replica restored pool=%s replica=%s", self.pool.name, replica.url)
+                self._wake()
+            return
+        replica.failed_probes += 1
+        if not (
+            refused
+            or replica.ejected  # still failing after its cool-down: out again, for longer
+            or replica.failed_probes >= self.settings.health_failures_to_eject
+        ):
+            return
+        what = "refused /health" if refused else f"failed /health {replica.failed_probes} times"
+        cooldown = replica.eject(now, self.settings)
+        log.warning(
+            "replica %s pool=%s replica=%s cooldown=%.1f",
+            what,
+            self.pool.name,
+            replica.url,
+            cooldown,
+        )
 
     async def check_health(self, *, all_replicas: bool = True) -> None:
         """Probe ``/health``: of every replica in rotation when ``all_replicas``, and of every

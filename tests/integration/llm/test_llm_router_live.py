@@ -133,7 +133,20 @@ async def test_failing_health_ejects_and_all_ejected_means_unavailable(
     async with httpx.AsyncClient() as http:
         router = Router(pool_of(replica.url), http=http, clock=Clock())
         replica.healthy = False
+        threshold = router.settings.health_failures_to_eject
+        for _ in range(threshold - 1):  # a failed probe or two from a busy worker: still in
+            await router.check_health()
+            assert not router.replicas[0].ejected
+            assert await router.acquire(None) == replica.url
+            router.release(replica.url, "ok")
+        replica.healthy = True  # one good answer starts the count again
         await router.check_health()
+        replica.healthy = False
+        for _ in range(threshold - 1):
+            await router.check_health()
+        assert not router.replicas[0].ejected
+        await router.check_health()
+        assert router.replicas[0].ejected
         try:
             await router.acquire(None)
         except ReplicaUnavailable as e:
