@@ -191,6 +191,8 @@ async def embedded_stack(
                 pools, sims = load_pools_file(pools_file), list[Any]()
             else:
                 pools, sims = await stack.enter_async_context(_sim_pool(sim or SimOptions()))
+            # The routers' background probes stop before the simulator does.
+            stack.push_async_callback(llm.aclose)
             server = await stack.enter_async_context(start_dev_server(run_dir))
             client = await Client.connect(server.address, plugins=temporal_plugins(pools=pools))
             task_queue = "kswarm"

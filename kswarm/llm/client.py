@@ -295,7 +295,7 @@ class LLMClient:
         routers, self._routers = list(self._routers.values()), {}
         for router in routers:
             await router.aclose()
-        if self._owns_http:
+        if self._owns_http and not self.http.is_closed:
             await self.http.aclose()
 
 
