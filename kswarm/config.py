@@ -4,7 +4,9 @@ KSWARM_TEMPORAL_ADDRESS   Temporal frontend, default ``127.0.0.1:7233``
 KSWARM_TEMPORAL_NAMESPACE Temporal namespace, default ``default``
 KSWARM_DATABASE_URL       ledger database URL, default SQLite under KSWARM_HOME
 KSWARM_HOME               state of the embedded stack, default ``~/.kswarm``
-KSWARM_POOLS_FILE         YAML file of model pools (see ``kswarm.llm.pools``)
+KSWARM_POOLS_FILE         YAML file of model pools (see ``kswarm.llm.pools``); a worker reads it
+                          again when its content changes
+KSWARM_POOLS_POLL_SECONDS seconds between two looks at that file, default 3
 KSWARM_METRICS_PORT       Prometheus port of the worker (0: off)
 """
 
@@ -33,6 +35,8 @@ class Settings:
     """Ledger URL; ``None`` means SQLite under ``KSWARM_HOME``."""
     pools_file: str | None = None
     """YAML file of model pools."""
+    pools_poll_seconds: float = 3.0
+    """Seconds between two reads of ``pools_file`` by a running worker."""
     metrics_port: int = 0
     """Port of the Prometheus endpoint; 0 turns it off."""
 
@@ -44,5 +48,6 @@ class Settings:
             temporal_namespace=env.get("KSWARM_TEMPORAL_NAMESPACE", "default"),
             database_url=env.get("KSWARM_DATABASE_URL") or None,
             pools_file=env.get("KSWARM_POOLS_FILE") or None,
+            pools_poll_seconds=float(env.get("KSWARM_POOLS_POLL_SECONDS", "3") or 3),
             metrics_port=int(env.get("KSWARM_METRICS_PORT", "0") or 0),
         )

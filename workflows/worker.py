@@ -4,6 +4,12 @@ pool's own task queue.
 A pool's queue carries its limits for every worker at once: each worker takes at most
 ``replicas x maxConcurrency`` model calls of the pool, and the task queue's rate limit
 (``rateLimit.requestsPerSecond``) is enforced by the Temporal server across all of them.
+
+``kswarm worker`` follows its pools file (``KSWARM_POOLS_FILE``; on Kubernetes the ConfigMap
+the operator writes from the ModelPools): it reads the file's content again every
+``KSWARM_POOLS_POLL_SECONDS`` (a ConfigMap volume replaces the file through a symlink swap, so
+the content is compared, not inotify events) and :class:`PoolWorkers` starts, changes and stops
+pool workers to match, leaving the workers of unchanged pools alone.
 """
 
 from __future__ import annotations
@@ -12,27 +18,42 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kswarm.config import Settings
+from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
-from kswarm.llm.pools import PoolRegistry, load_pools_file
+from kswarm.llm.pools import PoolConfig, PoolRegistry, parse_pools_text
 from kswarm.telemetry import metrics, temporal_plugins
 from kswarm.tools import ToolRegistry, default_registry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import TASK_QUEUE, pool_task_queue
 from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
 
-__all__ = ["build_workers", "main", "running_workers"]
+__all__ = [
+    "PoolChanges",
+    "PoolWorkers",
+    "build_workers",
+    "follow_pools_file",
+    "job_worker",
+    "main",
+    "pool_worker",
+    "running_workers",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_LOCAL_ACTIVITIES = 1000
+POOL_DRAIN_SECONDS = 60.0
+"""How long a stopped pool worker lets its model calls in flight finish before cancelling them."""
 
 
 def _runner() -> WorkflowRunner:
@@ -46,6 +67,52 @@ def _runner() -> WorkflowRunner:
     )
 
 
+def job_worker(
+    client: Client, activities: SwarmActivities, *, task_queue: str = TASK_QUEUE
+) -> Worker:
+    """The worker of the workflows and of the ledger and tool activities."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SwarmWorkflow, SubagentWorkflow],
+        activities=[
+            activities.start_job,
+            activities.finish_agent,
+            activities.spawn_result,
+            activities.finish_job,
+            activities.run_tool,
+        ],
+        workflow_runner=_runner(),
+        max_concurrent_local_activities=MAX_LOCAL_ACTIVITIES,
+        max_concurrent_activities=200,
+        max_concurrent_workflow_tasks=100,
+    )
+
+
+def pool_limits(pool: PoolConfig) -> tuple[int, float | None]:
+    """What a pool's worker is built with: calls in flight, and the queue's rate limit."""
+    return max(1, len(pool.replicas) * pool.max_concurrency), pool.requests_per_second
+
+
+def pool_worker(
+    client: Client,
+    activities: SwarmActivities,
+    pool: PoolConfig,
+    *,
+    drain_seconds: float = 0.0,
+) -> Worker:
+    """The worker of ``pool``'s model calls, on the pool's own task queue, with its limits."""
+    in_flight, per_second = pool_limits(pool)
+    return Worker(
+        client,
+        task_queue=pool_task_queue(pool.name),
+        activities=[activities.model_step],
+        max_concurrent_activities=in_flight,
+        max_task_queue_activities_per_second=per_second,
+        graceful_shutdown_timeout=timedelta(seconds=drain_seconds),
+    )
+
+
 def build_workers(
     client: Client,
     activities: SwarmActivities,
@@ -55,35 +122,10 @@ def build_workers(
 ) -> list[Worker]:
     """One worker for ``task_queue`` and one per pool."""
     pools = pools if pools is not None else activities.pools
-    workers = [
-        Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[SwarmWorkflow, SubagentWorkflow],
-            activities=[
-                activities.start_job,
-                activities.finish_agent,
-                activities.spawn_result,
-                activities.finish_job,
-                activities.run_tool,
-            ],
-            workflow_runner=_runner(),
-            max_concurrent_local_activities=MAX_LOCAL_ACTIVITIES,
-            max_concurrent_activities=200,
-            max_concurrent_workflow_tasks=100,
-        )
+    return [
+        job_worker(client, activities, task_queue=task_queue),
+        *(pool_worker(client, activities, pool) for pool in pools),
     ]
-    for pool in pools:
-        workers.append(
-            Worker(
-                client,
-                task_queue=pool_task_queue(pool.name),
-                activities=[activities.model_step],
-                max_concurrent_activities=max(1, len(pool.replicas) * pool.max_concurrency),
-                max_task_queue_activities_per_second=pool.requests_per_second,
-            )
-        )
-    return workers
 
 
 @contextlib.asynccontextmanager
@@ -99,37 +141,317 @@ async def running_workers(workers: list[Worker]) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# --------------------------------------------------------------------------- changing pools
+
+
+@dataclass(frozen=True)
+class PoolChanges:
+    """What one :meth:`PoolWorkers.apply` did, by pool name."""
+
+    added: tuple[str, ...] = ()
+    """Pools that got a worker."""
+    removed: tuple[str, ...] = ()
+    """Pools whose worker stopped polling (their calls in flight finish)."""
+    restarted: tuple[str, ...] = ()
+    """Pools whose limits changed: a new worker took over from the old one."""
+    updated: tuple[str, ...] = ()
+    """Pools changed otherwise (replica URLs, model, router): same worker, new config."""
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.restarted or self.updated)
+
+
+@dataclass
+class _Running:
+    pool: PoolConfig
+    worker: Worker
+    task: asyncio.Task[None]
+    slot: int
+    """Which of the two clients the worker was made with (see :class:`PoolWorkers`)."""
+
+
+Connect = Callable[[], Awaitable[Client]]
+
+
+class PoolWorkers:
+    """The model-call workers of a set of pools that may change while the process runs.
+
+    :meth:`apply` makes the running workers follow a new registry:
+
+    * a new pool gets a worker on its task queue;
+    * a removed pool's worker stops polling; its calls in flight get ``drain_seconds`` to end;
+    * a pool whose limits changed (``replicas x maxConcurrency``, ``rateLimit``) gets a new
+      worker with the new limits, and its old worker stops as a removed one does;
+    * any other change (replica URLs, model, router, timeouts) only replaces the pool's config,
+      which the next model call uses (the client builds a new router for a changed config);
+    * an unchanged pool's worker is left alone, with the calls it is running.
+
+    Temporal allows one worker per task queue per client connection, so with ``connect`` (a
+    second connection, opened on first need) the new worker of a restarted pool polls at once
+    while the old one drains on the other connection; without it the old one drains first. The
+    activities' registry (``activities.pools``) holds the new pools, plus the old config of a
+    pool whose worker is still draining, so a call in flight never finds its pool gone.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        activities: SwarmActivities,
+        *,
+        connect: Connect | None = None,
+        drain_seconds: float = POOL_DRAIN_SECONDS,
+    ) -> None:
+        self.activities = activities
+        self.drain_seconds = drain_seconds
+        self.started: dict[str, int] = {}
+        """Workers started per pool name since this object was made (restarts count)."""
+        self._clients: list[Client | None] = [client, None]
+        self._connect = connect
+        self._running: dict[str, _Running] = {}
+        self._draining: dict[asyncio.Task[None], _Running] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def task_queues(self) -> dict[str, str]:
+        """Pool name -> the task queue its worker polls, for every pool being served."""
+        return {name: r.worker.task_queue for name, r in self._running.items()}
+
+    @property
+    def pools(self) -> PoolRegistry:
+        return PoolRegistry(r.pool for r in self._running.values())
+
+    async def apply(self, pools: Iterable[PoolConfig]) -> PoolChanges:
+        """Serve exactly ``pools`` from now on; what changed."""
+        async with self._lock:
+            wanted = {p.name: p for p in pools}
+            added = [n for n in wanted if n not in self._running]
+            removed = [n for n in self._running if n not in wanted]
+            restarted, updated = [], []
+            for name, pool in wanted.items():
+                old = self._running.get(name)
+                if old is None or old.pool == pool:
+                    continue
+                if pool_limits(old.pool) != pool_limits(pool):
+                    restarted.append(name)
+                else:
+                    updated.append(name)
+            for name in removed:
+                self._retire(self._running.pop(name))
+            for name in updated:
+                self._running[name].pool = wanted[name]
+            for name in (*added, *restarted):
+                slot = await self._slot_for(name)
+                old = self._running.pop(name, None)
+                worker = pool_worker(
+                    self._client(slot),
+                    self.activities,
+                    wanted[name],
+                    drain_seconds=self.drain_seconds,
+                )
+                # The registry has the new config before the new worker can take a call.
+                self._running[name] = _Running(wanted[name], worker, self._run(name, worker), slot)
+                self.started[name] = self.started.get(name, 0) + 1
+                self._publish_registry()
+                if old is not None:
+                    self._retire(old)
+            self._publish_registry()
+            changes = PoolChanges(tuple(added), tuple(removed), tuple(restarted), tuple(updated))
+        if changes:
+            log.info(
+                "pools changed added=%s removed=%s restarted=%s updated=%s serving=%s",
+                ",".join(changes.added) or "-",
+                ",".join(changes.removed) or "-",
+                ",".join(changes.restarted) or "-",
+                ",".join(changes.updated) or "-",
+                ",".join(self._running) or "-",
+            )
+        return changes
+
+    def _client(self, slot: int) -> Client:
+        client = self._clients[slot]
+        assert client is not None
+        return client
+
+    async def _slot_for(self, name: str) -> int:
+        """A client on which ``name`` has no worker, running or draining (waits if need be)."""
+        while True:
+            busy = {r.slot for r in self._draining.values() if r.pool.name == name}
+            if name in self._running:
+                busy.add(self._running[name].slot)
+            if 0 not in busy:
+                return 0
+            if 1 not in busy and self._connect is not None:
+                if self._clients[1] is None:
+                    try:
+                        self._clients[1] = await self._connect()
+                    except Exception as e:  # no second connection: drain first, then start
+                        log.warning("second Temporal connection failed: %s", e)
+                        self._connect = None
+                        continue
+                return 1
+            drains = [t for t, r in self._draining.items() if r.pool.name == name]
+            if not drains:  # the running worker holds the only client: let it drain first
+                self._retire(self._running.pop(name))
+                self._publish_registry()
+                continue
+            await asyncio.wait(drains, return_when=asyncio.FIRST_COMPLETED)
+
+    def _run(self, name: str, worker: Worker) -> asyncio.Task[None]:
+        task = asyncio.create_task(worker.run(), name=f"pool worker {name}")
+        task.add_done_callback(self._ended)
+        return task
+
+    @staticmethod
+    def _ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %r", task.get_name(), task.exception())
+
+    def _retire(self, old: _Running) -> None:
+        """Stop ``old`` from polling; it drains in the background."""
+        drain = asyncio.create_task(self._drain(old), name=f"drain {old.pool.name}")
+        self._draining[drain] = old
+
+    async def _drain(self, old: _Running) -> None:
+        try:
+            await old.worker.shutdown()
+            await asyncio.gather(old.task, return_exceptions=True)
+        finally:
+            self._draining.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._publish_registry()
+
+    def _publish_registry(self) -> None:
+        current = {name: r.pool for name, r in self._running.items()}
+        for old in self._draining.values():
+            current.setdefault(old.pool.name, old.pool)
+        self.activities.pools = PoolRegistry(current.values())
+
+    async def close(self) -> None:
+        """Stop every pool worker (calls in flight get ``drain_seconds``)."""
+        await self.apply(())
+        while self._draining:
+            await asyncio.gather(*list(self._draining), return_exceptions=True)
+
+
+class _LivePools:
+    """The activities' current registry, for the telemetry plugin (it names a step's model)."""
+
+    def __init__(self, activities: SwarmActivities) -> None:
+        self.activities = activities
+
+    def get(self, name: str) -> PoolConfig:
+        return self.activities.pools.get(name)
+
+
+async def follow_pools_file(
+    path: str,
+    pool_workers: PoolWorkers,
+    *,
+    interval: float,
+    last: bytes | None = None,
+) -> None:
+    """Every ``interval`` seconds, read ``path``; when its content changed, apply its pools.
+
+    The content is compared, not the file's times or inode: a ConfigMap volume swaps a symlink
+    to a new directory. A missing or invalid file keeps the pools running as they are (and says
+    so once, until the file changes again). Runs until cancelled.
+    """
+    complaint: str | None = None
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            text = await asyncio.to_thread(_read, path)
+        except OSError as e:
+            if complaint != str(e):
+                log.warning("pools file unreadable, keeping the current pools: %s", e)
+            complaint = str(e)
+            continue
+        if text == last:
+            continue
+        last = text
+        try:
+            registry = parse_pools_text(text, path)
+            await pool_workers.apply(registry)
+        except ConfigError as e:
+            log.error("pools file invalid, keeping the current pools: %s", e)
+            complaint = str(e)
+        except Exception as e:  # a worker that cannot be built: same, keep what runs
+            log.error("pools not applied, keeping the current pools: %s: %s", type(e).__name__, e)
+        else:
+            complaint = None
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 async def serve(
     settings: Settings,
     *,
     pools: PoolRegistry | None = None,
     tools: ToolRegistry | None = None,
     stop: asyncio.Event | None = None,
+    task_queue: str = TASK_QUEUE,
+    started: Callable[[PoolWorkers], None] | None = None,
 ) -> None:
-    """Connect to Temporal and the ledger and run the workers until ``stop`` is set."""
+    """Connect to Temporal and the ledger and run the workers until ``stop`` is set.
+
+    Without ``pools`` the pools come from ``settings.pools_file``, which is followed while the
+    worker runs (see :func:`follow_pools_file`). ``started`` is called once the workers run,
+    with the object that manages the pool workers.
+    """
+    watch: bytes | None = None
     if pools is None:
         if not settings.pools_file:
-            from kswarm.errors import ConfigError
-
             raise ConfigError("KSWARM_POOLS_FILE: a worker needs a pools file")
-        pools = load_pools_file(settings.pools_file)
+        try:
+            watch = _read(settings.pools_file)
+        except OSError as e:
+            raise ConfigError(f"pool config {settings.pools_file}: {e.strerror}") from e
+        pools = parse_pools_text(watch, settings.pools_file)
     ledger = await Ledger.connect(settings.database_url)
     llm = LLMClient()
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        plugins=temporal_plugins(pools=pools),
-    )
-    if settings.metrics_port:
-        metrics.start_metrics_server(settings.metrics_port, ledger_url=ledger.url)
-    activities = SwarmActivities(ledger, llm, pools, tools or default_registry())
-    workers = build_workers(client, activities)
+    activities = SwarmActivities(ledger, llm, PoolRegistry(), tools or default_registry())
     stop = stop or asyncio.Event()
+    following: asyncio.Task[None] | None = None
+    pool_workers: PoolWorkers | None = None
     try:
-        async with running_workers(workers):
-            log.info("worker running: queues=%s", [w.task_queue for w in workers])
+        plugins = temporal_plugins(pools=_LivePools(activities))
+
+        async def connect() -> Client:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace, plugins=plugins
+            )
+
+        client = await connect()
+        if settings.metrics_port:
+            metrics.start_metrics_server(settings.metrics_port, ledger_url=ledger.url)
+        pool_workers = PoolWorkers(client, activities, connect=connect)
+        async with running_workers([job_worker(client, activities, task_queue=task_queue)]):
+            await pool_workers.apply(pools)
+            log.info(
+                "worker running: queues=%s",
+                [task_queue, *pool_workers.task_queues.values()],
+            )
+            if watch is not None and settings.pools_file:
+                following = asyncio.create_task(
+                    follow_pools_file(
+                        settings.pools_file,
+                        pool_workers,
+                        interval=settings.pools_poll_seconds,
+                        last=watch,
+                    ),
+                    name="follow pools file",
+                )
+            if started is not None:
+                started(pool_workers)
             await stop.wait()
     finally:
+        if following is not None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+        if pool_workers is not None:
+            await pool_workers.close()
         await llm.aclose()
         await ledger.close()
 

@@ -15,6 +15,12 @@ for a ``ModelPool`` and the embedded stack writes for its simulator::
 
 Every validation error is a :class:`~kswarm.errors.ConfigError` naming the field, e.g.
 ``pools[1].replicas[0]: must be an http(s) base URL, got 'localhost:8000'``.
+
+On Kubernetes the operator writes this document from the ``ModelPool`` objects of every
+namespace; their names are namespace-qualified, ``NAMESPACE/NAME`` (:func:`qualified_name`), so
+two namespaces may each have a pool ``fast`` and each gets its own task queue
+(``kswarm-pool-team-a/fast``). Names without a ``/`` are pools that belong to no namespace: the
+embedded stack's pools and the cluster's static ones.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ __all__ = [
     "PoolRegistry",
     "load_pools",
     "load_pools_file",
+    "parse_pools_text",
+    "pool_entry",
+    "qualified_name",
+    "split_name",
 ]
 
 DEFAULT_MAX_CONCURRENCY = 64
@@ -138,6 +148,37 @@ class PoolRegistry:
         return f"PoolRegistry({sorted(self._pools)!r})"
 
 
+def qualified_name(namespace: str, name: str) -> str:
+    """The pool key of ModelPool ``namespace/name``, as workers and jobs' model calls know it."""
+    return f"{namespace}/{name}"
+
+
+def split_name(key: str) -> tuple[str | None, str]:
+    """``team-a/fast`` -> ``("team-a", "fast")``; ``default`` -> ``(None, "default")``."""
+    namespace, sep, name = key.partition("/")
+    return (namespace, name) if sep else (None, key)
+
+
+def pool_entry(pool: PoolConfig) -> dict[str, Any]:
+    """One item of the ``pools`` list for ``pool``: what :func:`load_pools` reads back."""
+    entry: dict[str, Any] = {
+        "name": pool.name,
+        "model": pool.model,
+        "replicas": list(pool.replicas),
+        "maxConcurrency": pool.max_concurrency,
+        "router": pool.router,
+    }
+    if pool.requests_per_second is not None:
+        entry["rateLimit"] = {"requestsPerSecond": pool.requests_per_second}
+    if pool.api_key is not None:
+        entry["apiKey"] = pool.api_key
+    if pool.request_timeout_seconds != DEFAULT_REQUEST_TIMEOUT_SECONDS:
+        entry["requestTimeoutSeconds"] = pool.request_timeout_seconds
+    if pool.connect_timeout_seconds != DEFAULT_CONNECT_TIMEOUT_SECONDS:
+        entry["connectTimeoutSeconds"] = pool.connect_timeout_seconds
+    return entry
+
+
 def load_pools(document: Mapping[str, Any]) -> PoolRegistry:
     """Build a registry from ``{"pools": [...]}`` (camelCase keys, as in the YAML above)."""
     if not isinstance(document, Mapping):
@@ -151,12 +192,19 @@ def load_pools(document: Mapping[str, Any]) -> PoolRegistry:
 def load_pools_file(path: str) -> PoolRegistry:
     """Read a YAML (or JSON) pool config file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            document = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            text = f.read()
     except OSError as e:
         raise ConfigError(f"pool config {path}: {e.strerror}") from e
+    return parse_pools_text(text, path)
+
+
+def parse_pools_text(text: str | bytes, source: str) -> PoolRegistry:
+    """A registry from a pool config's YAML text; ``source`` names it in errors."""
+    try:
+        document = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"pool config {path}: not valid YAML: {e}") from e
+        raise ConfigError(f"pool config {source}: not valid YAML: {e}") from e
     return load_pools(document or {})
 
 
@@ -223,6 +271,9 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
     for key in ("name", "model"):
         if not isinstance(values[key], str) or not values[key]:
             raise ConfigError(f"{at(key)}: required, a non-empty string")
+    namespace, name = split_name(values["name"])
+    if namespace is not None and (not namespace or not name or "/" in name):
+        raise ConfigError(f"{at('name')}: must be NAME or NAMESPACE/NAME, got {values['name']!r}")
     replicas = values["replicas"]
     if not replicas:
         raise ConfigError(f"{at('replicas')}: needs at least one base URL")

@@ -9,7 +9,15 @@ import pytest
 
 from kswarm.errors import ConfigError
 from kswarm.llm import PoolNotFound
-from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools, load_pools_file
+from kswarm.llm.pools import (
+    PoolConfig,
+    PoolRegistry,
+    load_pools,
+    load_pools_file,
+    pool_entry,
+    qualified_name,
+    split_name,
+)
 
 
 def pool_doc(**changes: Any) -> dict[str, Any]:
@@ -113,3 +121,46 @@ def test_a_pool_built_in_code_is_checked_too() -> None:
     with pytest.raises(ConfigError, match="router"):
         PoolConfig(name="p", model="m", replicas=("http://h:1",), router="sticky")
     assert PoolRegistry([PoolConfig(name="p", model="m", replicas=("http://h:1",))]).names == ("p",)
+
+
+def test_a_modelpool_s_qualified_name_gets_a_queue_of_its_own() -> None:
+    registry = load_pools(
+        {
+            "pools": [
+                {"name": "team-a/fast", "model": "m", "replicas": ["http://a:8000"]},
+                {"name": "team-b/fast", "model": "m", "replicas": ["http://b:8000"]},
+                {"name": "fast", "model": "m", "replicas": ["http://c:8000"]},
+            ]
+        }
+    )
+    assert [p.task_queue for p in registry] == [
+        "kswarm-pool-team-a/fast",
+        "kswarm-pool-team-b/fast",
+        "kswarm-pool-fast",
+    ]
+    assert qualified_name("team-a", "fast") == "team-a/fast"
+    assert split_name("team-a/fast") == ("team-a", "fast")
+    assert split_name("fast") == (None, "fast")
+
+
+@pytest.mark.parametrize("name", ["/fast", "team-a/", "a/b/c"])
+def test_refuses_a_name_that_is_neither_name_nor_namespace_slash_name(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"pools\[0\]\.name: must be NAME or NAMESPACE/NAME"):
+        load_pools(pool_doc(name=name))
+
+
+def test_pool_entry_writes_what_load_pools_reads_back() -> None:
+    pool = PoolConfig(
+        name="ns/p",
+        model="m",
+        replicas=("http://h:1", "http://h:2"),
+        max_concurrency=3,
+        requests_per_second=1.5,
+        router="round-robin",
+        request_timeout_seconds=9,
+        connect_timeout_seconds=2,
+    )
+    (back,) = load_pools({"pools": [pool_entry(pool)]})
+    assert back == pool
+    plain = pool_entry(PoolConfig(name="p", model="m", replicas=("http://h:1",)))
+    assert set(plain) == {"name", "model", "replicas", "maxConcurrency", "router"}
