@@ -47,7 +47,9 @@ MAX_SUBAGENTS = 100
 @dataclass(frozen=True, kw_only=True)
 class OrchestratorSpec:
     pool: str = "default"
-    """Model pool that serves the orchestrator's model calls."""
+    """Model pool that serves the orchestrator's model calls: a pool's name as the workers know
+    it, ``NAME`` or ``NAMESPACE/NAME`` (a SwarmJob object names a ModelPool of its own namespace
+    by ``NAME``; the operator starts the workflow with ``NAMESPACE/NAME``)."""
     model: str = ""
     """Model name; empty means the pool's model."""
     max_steps: int = 50
@@ -61,7 +63,7 @@ class OrchestratorSpec:
 @dataclass(frozen=True, kw_only=True)
 class SubagentSpec:
     pool: str = "default"
-    """Model pool that serves sub-agent model calls."""
+    """Model pool that serves sub-agent model calls (named as ``OrchestratorSpec.pool``)."""
     model: str = ""
     """Model name; empty means the pool's model."""
     max_concurrent: int = 100
@@ -351,6 +353,9 @@ def _pool(m: Mapping[str, Any], path: str) -> str:
     v = _str(m, "pool", path, "default")
     if not v.strip():
         raise SpecError(path, "must name a model pool, got an empty string")
+    namespace, sep, name = v.partition("/")
+    if sep and (not namespace or not name or "/" in name):
+        raise SpecError(path, f"must be a pool name, NAME or NAMESPACE/NAME, got {v!r}")
     return v
 
 

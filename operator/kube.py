@@ -1,5 +1,6 @@
 """The operator's own Kubernetes requests, beside kopf's: status patches from running jobs,
-the Deployments and Services of managed pools, and the one Secret an endpoint pool names.
+the Deployments and Services of managed pools, the one Secret an endpoint pool names, and the
+workers' pools ConfigMap (with the list of ModelPools it is built from).
 
 kopf watches and patches the objects it handles; everything else goes through here, so the
 requests the operator makes on its own are few, named, and easy to count. The official client
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import urllib3
@@ -139,6 +140,71 @@ class KubeApi:
             {"status": dict(status)},
             _content_type=MERGE_PATCH,
         )
+
+    async def list_objects(
+        self, group: str, version: str, plural: str, namespaces: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Every custom object of a kind: in the whole cluster, or in ``namespaces`` only."""
+        if not namespaces:
+            found: Any = await self._call(
+                f"list {plural}",
+                self.custom.list_cluster_custom_object,
+                group,
+                version,
+                plural,
+            )
+            return list(found.get("items") or [])
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            found = await self._call(
+                f"list {plural} in {namespace}",
+                self.custom.list_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+            )
+            items.extend(found.get("items") or [])
+        return items
+
+    # ------------------------------------------------------------------ config maps
+
+    async def apply_config_map(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Server-side apply a ConfigMap's ``data`` (creates the ConfigMap when missing)."""
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if labels:
+            meta["labels"] = dict(labels)
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
+        await self._call(
+            f"apply ConfigMap {namespace}/{name}",
+            self.core.patch_namespaced_config_map,
+            name,
+            namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's ``data``; :class:`KubeNotFound` when it does not exist."""
+        found = await self._call(
+            f"read ConfigMap {namespace}/{name}",
+            self.core.read_namespaced_config_map,
+            name,
+            namespace,
+        )
+        return dict(found.data or {})
 
     # ------------------------------------------------------------------ children of pools
 

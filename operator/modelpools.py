@@ -11,7 +11,8 @@ Three modes, chosen by the spec (the CRD allows exactly one):
   the server lists other models, Failed when it does not answer or refuses.
 
 The pool index (``pool_index``) is how SwarmJobs learn which pools exist without asking the API
-server: kopf fills it from its own watch of ModelPools.
+server: kopf fills it from its own watch of ModelPools. Every ModelPool event also asks the
+publisher (``workerpools``) to rewrite the workers' pools document.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "base_url",
     "deployment_changed",
     "index_pool",
+    "pool_changed",
     "pool_status_from_deployment",
     "pool_status_from_probe",
     "probe_endpoint",
@@ -55,6 +57,13 @@ def index_pool(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Index: (namespace, name) -> the pool's mode and last known status."""
     return {(namespace, name): {"mode": children.pool_mode(spec), "status": dict(status)}}
+
+
+async def pool_changed(memo: kopf.Memo, **_: Any) -> None:
+    """Any event of any ModelPool (deletions included): the workers' document may change."""
+    publisher = runtime_of(memo).publisher
+    if publisher is not None:
+        publisher.poke()
 
 
 async def apply_pool(

@@ -70,12 +70,15 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     except Exception as e:  # retried by kopf until Temporal answers
         raise kopf.TemporaryError(f"cannot connect: {type(e).__name__}: {e}", delay=2) from e
     config = rt.config
+    rt.start_publisher()
     log.info(
-        "operator started clusterwide=%s namespaces=%s static_pools=%s status_interval=%s",
+        "operator started clusterwide=%s namespaces=%s static_pools=%s status_interval=%s "
+        "pools_configmap=%s",
         config.clusterwide,
         ",".join(config.watch_namespaces) or "-",
         ",".join(sorted(config.static_pools)),
         config.status_interval,
+        f"{config.operator_namespace}/{config.pools_configmap}" if config.pools_configmap else "-",
     )
 
 
@@ -124,7 +127,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     )
 
     # ModelPools: apply children on any spec change (and at start), follow their Deployments,
-    # probe endpoints.
+    # probe endpoints, and keep the workers' pools document in step with them all.
+    kopf.on.event(*MODELPOOLS, id="publish", registry=registry)(_handler(modelpools.pool_changed))
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
         cause(*MODELPOOLS, id="apply", registry=registry, backoff=5)(
             _handler(modelpools.apply_pool)

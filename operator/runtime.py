@@ -17,6 +17,14 @@ read ``os.environ`` themselves and a test can build a config directly::
     KSWARM_WATCH_NAMESPACES      comma list of namespaces to serve; empty: the whole cluster
     KSWARM_STATIC_POOLS          pools the workers serve from their pools file (default "default");
                                  a job may name these without a ModelPool object
+    KSWARM_STATIC_POOLS_FILE     pools file (kswarm.llm.pools) whose pools are copied as they are
+                                 into the workers' document; default none
+    KSWARM_POOLS_CONFIGMAP       ConfigMap the workers' pools document is written to (default
+                                 "kswarm-pools", key pools.yaml); empty: write none
+    KSWARM_OPERATOR_NAMESPACE    namespace of that ConfigMap (default: the pod's own namespace,
+                                 else "kswarm-system")
+    KSWARM_POOLS_RESYNC          seconds between two rewrites of it without a ModelPool event
+                                 (default 60)
     KSWARM_KNOWN_TOOLS           comma list of tools a job may name (default: the built-in tools)
     KSWARM_STATUS_INTERVAL       seconds between two status rebuilds of a running job (default 1)
     KSWARM_POOL_RETRY_SECONDS    seconds between two looks for a missing pool (default 5)
@@ -42,11 +50,13 @@ from kswarm.config import Settings
 from kswarm.errors import ConfigError, LedgerError
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.operator.kube import KubeApi
+from kswarm.operator.workerpools import DEFAULT_CONFIGMAP, PoolPublisher
 from kswarm.telemetry import temporal_plugins
 from kswarm.tools import default_registry
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "DEFAULT_OPERATOR_NAMESPACE",
     "LEDGER_RETRY_SECONDS",
     "Clock",
     "OperatorConfig",
@@ -67,6 +77,9 @@ LEDGER_RETRY_SECONDS = 5.0
 DEFAULT_IMAGE = "ghcr.io/kswarm/kswarm:0.1.0"
 """Image of the kswarm components and of simulator pools (a placeholder name)."""
 
+DEFAULT_OPERATOR_NAMESPACE = "kswarm-system"
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware; injected so tests can pin it."""
 
@@ -77,6 +90,15 @@ def utc_now() -> datetime:
 
 def _names(raw: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (raw or "").split(",") if n.strip())
+
+
+def _own_namespace() -> str:
+    """The pod's namespace (from its ServiceAccount mount), else ``kswarm-system``."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip() or DEFAULT_OPERATOR_NAMESPACE
+    except OSError:
+        return DEFAULT_OPERATOR_NAMESPACE
 
 
 def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
@@ -100,6 +122,14 @@ class OperatorConfig:
     """Namespaces the operator serves; empty means the whole cluster."""
     static_pools: frozenset[str] = frozenset({"default"})
     """Pool names served by the workers' pools file; no ModelPool object needed for them."""
+    static_pools_file: str | None = None
+    """Pools file whose entries are copied into the workers' document before the ModelPools."""
+    pools_configmap: str | None = DEFAULT_CONFIGMAP
+    """ConfigMap of the workers' pools document; ``None``: the operator writes none."""
+    operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE
+    """Namespace of that ConfigMap: the operator's own."""
+    pools_resync_seconds: float = 60.0
+    """Seconds between two rewrites of the pools document without a ModelPool event."""
     known_tools: tuple[str, ...] | None = None
     """Tools a job may name; ``None`` means the tools built into kswarm."""
     status_interval: float = 1.0
@@ -129,6 +159,10 @@ class OperatorConfig:
             settings=Settings.from_env() if env is os.environ else _settings(env),
             watch_namespaces=_names(env.get("KSWARM_WATCH_NAMESPACES")),
             static_pools=frozenset(_names(env.get("KSWARM_STATIC_POOLS", "default"))),
+            static_pools_file=env.get("KSWARM_STATIC_POOLS_FILE", "").strip() or None,
+            pools_configmap=env.get("KSWARM_POOLS_CONFIGMAP", DEFAULT_CONFIGMAP).strip() or None,
+            operator_namespace=env.get("KSWARM_OPERATOR_NAMESPACE", "").strip() or _own_namespace(),
+            pools_resync_seconds=_seconds(env, "KSWARM_POOLS_RESYNC", 60.0),
             known_tools=tools or None,
             status_interval=_seconds(env, "KSWARM_STATUS_INTERVAL", 1.0),
             pool_retry_seconds=_seconds(env, "KSWARM_POOL_RETRY_SECONDS", 5.0),
@@ -158,6 +192,8 @@ class Runtime:
     _ledger: Ledger | None = None
     _ledger_retry_at: float = 0.0
     known_tools: tuple[str, ...] = field(default_factory=tuple)
+    publisher: PoolPublisher | None = None
+    """Writes the workers' pools document; started with the operator unless turned off."""
 
     def __post_init__(self) -> None:
         if not self.known_tools:
@@ -195,6 +231,21 @@ class Runtime:
         if self.kube is None:
             self.kube = KubeApi.from_environment()
 
+    def start_publisher(self) -> PoolPublisher | None:
+        """Start writing the workers' pools document (once; ``None`` when turned off)."""
+        config = self.config
+        if self.publisher is None and config.pools_configmap:
+            self.publisher = PoolPublisher(
+                self.api,
+                namespace=config.operator_namespace,
+                name=config.pools_configmap,
+                watch_namespaces=config.watch_namespaces,
+                static_file=config.static_pools_file,
+                resync_seconds=config.pools_resync_seconds,
+            )
+            self.publisher.start()
+        return self.publisher
+
     async def ledger(self) -> Ledger | None:
         """The ledger, connecting on first use; ``None`` while it cannot be reached."""
         if self._ledger is not None:
@@ -222,6 +273,9 @@ class Runtime:
             return None
 
     async def close(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+            self.publisher = None
         if self._ledger is not None:
             await self._ledger.close()
             self._ledger = None

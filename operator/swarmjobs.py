@@ -8,6 +8,11 @@ The lifecycle, as ``kubectl get sj`` shows it:
               -> Succeeded | Failed | Cancelled (final counters, result, condition, event)
     invalid spec -> Failed (Accepted=False, reason InvalidSpec), nothing started
 
+Pool names are resolved before the start: ``fast`` in namespace ``team-a`` is the ModelPool
+``team-a/fast`` when one exists (the workers know it by that name, see ``workerpools``), else a
+static pool ``fast``; the workflow gets the resolved names. A pool the workers cannot serve yet
+keeps the job Pending (PoolNotFound) with the reason.
+
 Starting is idempotent (see ``workflow_runs``), so a restarted operator or a retried handler
 never runs a job twice. The status of a running job is rebuilt by one daemon per job at a steady
 interval from the workflow's ``status`` query and the ledger, and written only when it changed;
@@ -17,18 +22,21 @@ the daemon ends with the job.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import kopf
 from temporalio.client import WorkflowHandle
 
 from kswarm.errors import SpecError
+from kswarm.llm.pools import qualified_name, split_name
 from kswarm.operator import status as job_status
 from kswarm.operator import workflow_runs as runs
 from kswarm.operator.kube import KubeNotFound
 from kswarm.operator.runtime import Runtime, runtime_of
+from kswarm.operator.workerpools import PoolsDocument
 from kswarm.spec import SwarmJobSpec, parse_manifest
 from kswarm.workflows import TASK_QUEUE, SwarmJobInput, SwarmJobResult
 
@@ -36,8 +44,10 @@ __all__ = [
     "GROUP",
     "PLURAL",
     "VERSION",
+    "PoolMissing",
     "cancel_job",
-    "missing_pools",
+    "resolve_pool",
+    "resolve_pools",
     "start_job",
     "watch_job",
 ]
@@ -46,6 +56,8 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "kswarm.dev", "v1alpha1", "swarmjobs"
 START_RETRY_SECONDS = 2.0
+PUBLISH_WAIT_SECONDS = 3.0
+"""How long a job's start waits for the workers' pools document to take in a new ModelPool."""
 
 
 def _manifest(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,12 +77,127 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def missing_pools(
-    spec: SwarmJobSpec, namespace: str, static: frozenset[str], pool_index: Mapping[Any, Any]
-) -> list[str]:
-    """Pools the job names that are neither static nor a ModelPool in its namespace."""
-    named = dict.fromkeys((spec.orchestrator.pool, spec.subagents.pool))
-    return [p for p in named if p not in static and (namespace, p) not in pool_index]
+class PoolMissing(Exception):
+    """A pool a job names cannot be served (yet); the message says why."""
+
+
+def resolve_pool(
+    path: str,
+    pool: str,
+    namespace: str,
+    *,
+    static: Container[str],
+    pool_index: Container[tuple[str, str]],
+    publishing: bool,
+    document: PoolsDocument | None,
+) -> str:
+    """The name the workers know the pool ``pool`` of a job in ``namespace`` by.
+
+    The job's namespace's ModelPool comes first (``NAMESPACE/NAME``), then a static pool of
+    that name. With ``publishing`` (the operator writes the workers' pools document), a
+    ModelPool counts once ``document`` lists it. Raises :class:`SpecError` for a pool of
+    another namespace (never allowed) and :class:`PoolMissing` for one that cannot be served.
+    """
+    owner, name = split_name(pool)
+    if owner is not None and owner != namespace:
+        raise SpecError(
+            path,
+            f"names the pool {pool!r} of namespace {owner!r}; a job uses the ModelPools of its "
+            f"own namespace ({namespace!r}): give the pool's name only",
+        )
+    key = qualified_name(namespace, name)
+    indexed = (namespace, name) in pool_index
+    if not publishing:
+        if indexed:
+            return key
+    elif document is not None and key in document:
+        return key
+    elif document is not None and key in document.left_out:
+        raise PoolMissing(
+            f"ModelPool {name!r} in namespace {namespace!r} cannot be served: "
+            f"{document.left_out[key]}"
+        )
+    elif indexed:
+        raise PoolMissing(
+            f"ModelPool {name!r} in namespace {namespace!r} is not in the workers' pools yet"
+        )
+    if owner is None and name in static:
+        return name
+    raise PoolMissing(f"ModelPool {name!r} not found in namespace {namespace!r}")
+
+
+def resolve_pools(
+    spec: SwarmJobSpec,
+    namespace: str,
+    *,
+    static: Container[str],
+    pool_index: Container[tuple[str, str]],
+    publishing: bool,
+    document: PoolsDocument | None,
+) -> tuple[SwarmJobSpec, list[str]]:
+    """``spec`` with its pools resolved (:func:`resolve_pool`), and why any could not be."""
+    resolved: dict[str, str] = {}
+    missing: list[str] = []
+    for path, pool in (
+        ("spec.orchestrator.pool", spec.orchestrator.pool),
+        ("spec.subagents.pool", spec.subagents.pool),
+    ):
+        try:
+            resolved[path] = resolve_pool(
+                path,
+                pool,
+                namespace,
+                static=static,
+                pool_index=pool_index,
+                publishing=publishing,
+                document=document,
+            )
+        except PoolMissing as e:
+            if str(e) not in missing:
+                missing.append(str(e))
+            resolved[path] = pool
+    out = dataclasses.replace(
+        spec,
+        orchestrator=dataclasses.replace(
+            spec.orchestrator, pool=resolved["spec.orchestrator.pool"]
+        ),
+        subagents=dataclasses.replace(spec.subagents, pool=resolved["spec.subagents.pool"]),
+    )
+    return out, missing
+
+
+async def _resolve(
+    rt: Runtime, spec: SwarmJobSpec, namespace: str, pool_index: Container[tuple[str, str]]
+) -> tuple[SwarmJobSpec, list[str]]:
+    """:func:`resolve_pools` with what the operator knows now; when a ModelPool is missing from
+    the workers' document, one more (bounded) wait for the publisher to catch up."""
+    publisher = rt.publisher
+
+    def attempt() -> tuple[SwarmJobSpec, list[str]]:
+        return resolve_pools(
+            spec,
+            namespace,
+            static=_StaticPools(rt, publisher.document if publisher else None),
+            pool_index=pool_index,
+            publishing=publisher is not None,
+            document=publisher.document if publisher else None,
+        )
+
+    resolved, missing = attempt()
+    if missing and publisher is not None:
+        await publisher.refresh(PUBLISH_WAIT_SECONDS)
+        resolved, missing = attempt()
+    return resolved, missing
+
+
+class _StaticPools:
+    """Static pool names: the configured ones and those the static pools file published."""
+
+    def __init__(self, rt: Runtime, document: PoolsDocument | None) -> None:
+        self.names = set(rt.config.static_pools) | set(document.static if document else ())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
 
 
 async def start_job(
@@ -92,6 +219,7 @@ async def start_job(
     conditions = status.get("conditions")
     try:
         job = parse_manifest(_manifest(body), known_tools=rt.known_tools)
+        spec, missing = await _resolve(rt, job.spec, namespace, pool_index)
     except SpecError as e:
         patch.status.update(
             phase="Failed",
@@ -115,12 +243,8 @@ async def start_job(
         log.info("job refused namespace=%s name=%s error=%r", namespace, name, str(e))
         raise kopf.PermanentError(f"invalid spec: {e}") from e
 
-    missing = missing_pools(job.spec, namespace, rt.config.static_pools, pool_index)
     if missing:
-        message = (
-            f"ModelPool {', '.join(repr(p) for p in missing)} not found in namespace "
-            f"{namespace!r}; the job starts when it exists"
-        )
+        message = f"{'; '.join(missing)}; the job starts once its pools can be served"
         if status.get("reason") != "PoolNotFound":
             kopf.event(body, type="Warning", reason="PoolNotFound", message=message)
         patch.status.update(
@@ -143,7 +267,7 @@ async def start_job(
         )
         raise kopf.TemporaryError(message, delay=rt.config.pool_retry_seconds)
 
-    inp = SwarmJobInput(name=name, namespace=namespace, uid=uid, spec=job.spec)
+    inp = SwarmJobInput(name=name, namespace=namespace, uid=uid, spec=spec)
     try:
         started = await runs.start_once(rt.client, inp)
     except Exception as e:  # Temporal away: try again soon
@@ -158,7 +282,7 @@ async def start_job(
             message=f"workflow {started.workflow_id} (run {started.run_id}) started on task "
             f"queue {TASK_QUEUE}",
         )
-    pools = ", ".join(dict.fromkeys((job.spec.orchestrator.pool, job.spec.subagents.pool)))
+    pools = ", ".join(dict.fromkeys((spec.orchestrator.pool, spec.subagents.pool)))
     patch.status.update(
         phase="Running",
         reason=None,

@@ -159,18 +159,22 @@ def kswarm_operator(
     swarm: operator_support.SwarmBackend,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[operator_support.OperatorProcess]:
-    """The operator as a subprocess, running as the ServiceAccount of deploy/'s RBAC."""
+    """The operator as a subprocess, running as the ServiceAccount of deploy/'s RBAC, with the
+    worker following the pools ConfigMap it writes."""
     operator_support.apply_operator_identity(control_plane.kubectl)
     home = tmp_path_factory.mktemp("operator")
     kubeconfig = operator_support.service_account_kubeconfig(
         control_plane.kubectl, control_plane.kubeconfig, home / "kubeconfig"
     )
     proc = operator_support.OperatorProcess(kubeconfig, swarm, home / "operator.log")
+    mirror = operator_support.ConfigMapMirror(control_plane.kubeconfig, swarm.pools_volume)
+    mirror.start()
     proc.start()
     try:
         yield proc
     finally:
         proc.stop()
+        mirror.stop()
 
 
 @pytest.fixture

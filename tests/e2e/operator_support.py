@@ -1,8 +1,11 @@
 """The real stack behind the operator's e2e tests, minus the cluster itself.
 
 * :class:`SwarmBackend`: the Temporal dev server, the ledger on PostgreSQL, simulated pools and
-  a worker on task queue ``kswarm``, all in one asyncio loop on a background thread (the tests
-  themselves block on kubectl, which must not stall the worker).
+  ``kswarm worker`` (``serve``) on task queue ``kswarm``, all in one asyncio loop on a background
+  thread (the tests themselves block on kubectl, which must not stall the worker). The worker
+  follows a pools file laid out as a ConfigMap volume; :class:`ConfigMapMirror` plays the kubelet
+  and copies the operator's ``kswarm-pools`` ConfigMap into it, so a ModelPool reaches the
+  worker the way it does in a cluster.
 * :class:`OperatorProcess`: ``python -m kswarm.operator`` as a subprocess, logged in with the
   token of the ``kswarm-operator`` ServiceAccount bound to ``deploy/rbac.yaml``: if the RBAC
   there lacks a verb the operator uses, these tests fail. A test may kill it and start it again.
@@ -14,31 +17,31 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import kubernetes
 import yaml
 from temporalio.client import Client, WorkflowExecutionDescription
 
+from kswarm.config import Settings
 from kswarm.devserver import free_port, start_dev_server
 from kswarm.ledger import JobCounters, Ledger
-from kswarm.llm.client import LLMClient
-from kswarm.llm.pools import PoolConfig, PoolRegistry
+from kswarm.llm.pools import PoolConfig, pool_entry
 from kswarm.llm.sim_config import SimConfig
 from kswarm.llm.simulator import start_replicas, stop_replicas
-from kswarm.tools import default_registry
 from kswarm.tools.control import CONTROL_TOOLS
-from kswarm.workflows import TASK_QUEUE
-from kswarm.workflows.activities import SwarmActivities
-from kswarm.workflows.worker import build_workers, running_workers
+from kswarm.workflows.worker import PoolWorkers, serve
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -48,6 +51,11 @@ FAST, SLOW = 0.002, 1.0
 STATIC_POOLS = ("default", "slow")
 """Pools the worker serves that need no ModelPool object (the operator's KSWARM_STATIC_POOLS)."""
 SIM_MODEL = "kswarm-sim"
+OPERATOR_NAMESPACE = "kswarm-system"
+POOLS_CONFIGMAP = "kswarm-pools"
+POOLS_KEY = "pools.yaml"
+WORKER_POLL_SECONDS = 0.25
+"""How often the worker reads its pools file (``KSWARM_POOLS_POLL_SECONDS``)."""
 
 T = TypeVar("T")
 
@@ -76,6 +84,22 @@ class SwarmBackend:
     client: Client
     ledger: Ledger
     pool_urls: dict[str, list[str]] = field(default_factory=dict)
+    pools_volume: Path = Path()
+    """The worker's pools folder, laid out as a ConfigMap volume (``pools.yaml`` in it)."""
+    static_pools_file: Path = Path()
+    """The operator's KSWARM_STATIC_POOLS_FILE."""
+    pool_workers: PoolWorkers | None = None
+    """The worker's pool workers: which task queues it polls now."""
+
+    @property
+    def pools_file(self) -> Path:
+        return self.pools_volume / POOLS_KEY
+
+    def polled_queues(self) -> dict[str, str]:
+        """Pool name -> task queue, for every pool the worker serves right now."""
+        workers = self.pool_workers
+        assert workers is not None
+        return self.bg.run(_on_loop(lambda: dict(workers.task_queues)))
 
     def describe(self, workflow_id: str) -> WorkflowExecutionDescription:
         return self.bg.run(self.client.get_workflow_handle(workflow_id).describe())
@@ -96,11 +120,38 @@ class SwarmBackend:
         return self.bg.run(self.ledger.get_job(uid))
 
 
+async def _on_loop(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+def write_volume(folder: Path, files: dict[str, str]) -> None:
+    """Write ``files`` into ``folder`` the way the kubelet updates a ConfigMap volume: a new
+    hidden folder, then one atomic swap of the ``..data`` symlink; ``NAME -> ..data/NAME``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fresh = folder / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{uuid.uuid4().hex[:8]}"
+    fresh.mkdir()
+    for name, text in files.items():
+        (fresh / name).write_text(text)
+    data = folder / "..data"
+    old = data.resolve() if data.is_symlink() else None
+    tmp = folder / "..data_tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(fresh.name)
+    os.replace(tmp, data)
+    for name in files:
+        link = folder / name
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{name}")
+    if old is not None and old != fresh.resolve():
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
     """Temporal, the ledger, the simulated pools and a worker, until the block ends."""
     bg = BackgroundLoop()
     stack = contextlib.AsyncExitStack()
+    stop = asyncio.Event()
 
     async def start() -> SwarmBackend:
         server = await stack.enter_async_context(start_dev_server(state_dir))
@@ -111,20 +162,49 @@ def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
         stack.push_async_callback(stop_replicas, [*fast, *slow])
         urls = {
             "default": [s.url for s in fast],
-            "late-pool": [s.url for s in fast],
+            "late-pool": [s.url for s in fast],  # served once a ModelPool points at it
             "slow": [s.url for s in slow],
         }
-        pools = PoolRegistry(
-            PoolConfig(name=n, model=SIM_MODEL, replicas=tuple(u), max_concurrency=256)
-            for n, u in urls.items()
-        )
-        llm = LLMClient()
-        stack.push_async_callback(llm.aclose)
+        static = [
+            pool_entry(
+                PoolConfig(name=n, model=SIM_MODEL, replicas=tuple(urls[n]), max_concurrency=256)
+            )
+            for n in STATIC_POOLS
+        ]
+        static_text = yaml.safe_dump({"pools": static}, sort_keys=False)
+        static_file = state_dir / "static-pools.yaml"
+        static_file.write_text(static_text)
+        volume = state_dir / "pools-volume"
+        write_volume(volume, {POOLS_KEY: static_text})  # until the operator has written its own
         client = await Client.connect(server.address)
-        activities = SwarmActivities(ledger, llm, pools, default_registry())
-        workers = build_workers(client, activities, task_queue=TASK_QUEUE)
-        await stack.enter_async_context(running_workers(workers))
-        return SwarmBackend(bg, server.address, database_url, client, ledger, urls)
+        settings = Settings(
+            temporal_address=server.address,
+            database_url=database_url,
+            pools_file=str(volume / POOLS_KEY),
+            pools_poll_seconds=WORKER_POLL_SECONDS,
+        )
+        running: asyncio.Future[PoolWorkers] = asyncio.get_running_loop().create_future()
+        worker = asyncio.create_task(serve(settings, stop=stop, started=running.set_result))
+
+        async def stop_worker() -> None:
+            stop.set()
+            await asyncio.wait_for(worker, 60)
+
+        stack.push_async_callback(stop_worker)
+        done, _ = await asyncio.wait({running, worker}, return_when=asyncio.FIRST_COMPLETED)
+        if worker in done:
+            worker.result()  # raises why it ended
+        return SwarmBackend(
+            bg,
+            server.address,
+            database_url,
+            client,
+            ledger,
+            urls,
+            pools_volume=volume,
+            static_pools_file=static_file,
+            pool_workers=running.result(),
+        )
 
     try:
         yield bg.run(start())
@@ -190,6 +270,8 @@ class OperatorProcess:
             "KSWARM_TEMPORAL_ADDRESS": self.backend.temporal_address,
             "KSWARM_DATABASE_URL": self.backend.database_url,
             "KSWARM_STATIC_POOLS": ",".join(STATIC_POOLS),
+            "KSWARM_STATIC_POOLS_FILE": str(self.backend.static_pools_file),
+            "KSWARM_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
             "KSWARM_STATUS_INTERVAL": "0.5",
             "KSWARM_POOL_RETRY_SECONDS": "1",
             "KSWARM_POOL_PROBE_INTERVAL": "1",
@@ -249,6 +331,51 @@ class OperatorProcess:
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+class ConfigMapMirror:
+    """Plays the kubelet for the worker: copies the ConfigMap's data into a volume folder.
+
+    A thread reads the ConfigMap every ``every`` seconds (as the cluster admin) and, when its
+    data changed, writes it with :func:`write_volume`. ``copies`` counts the writes.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        volume: Path,
+        *,
+        namespace: str = OPERATOR_NAMESPACE,
+        name: str = POOLS_CONFIGMAP,
+        every: float = 0.2,
+    ) -> None:
+        self.api = kubernetes.client.CoreV1Api(
+            kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+        )
+        self.volume, self.namespace, self.name, self.every = volume, namespace, name, every
+        self.copies = 0
+        self.last: dict[str, str] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="configmap-mirror")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                cm = self.api.read_namespaced_config_map(self.name, self.namespace)
+            except kubernetes.client.ApiException:
+                continue  # not written yet
+            data = dict(cm.data or {})
+            if data != self.last and data:
+                write_volume(self.volume, data)
+                self.last = data
+                self.copies += 1
 
 
 def example(name: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from operator_support import DEPLOY, apply_operator_identity
 
+from kswarm.operator.workerpools import load_static_pools
+
 if TYPE_CHECKING:
     from conftest import ControlPlane
 
@@ -70,8 +72,13 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
         assert {name, f"{name}/status", f"{name}/finalizers"} <= resources
     assert "secrets" not in resources and "*" not in resources
     assert all("*" not in rule["verbs"] for rule in role["rules"])
-    (secrets,) = [d for d in docs if d["kind"] == "Role"]
-    assert all(rule.get("resourceNames") for rule in secrets["rules"])
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    assert set(roles) == {"kswarm-pool-secrets", "kswarm-operator-pools"}
+    for role in roles.values():  # Secrets and the pools ConfigMap: by name only
+        assert all(rule.get("resourceNames") for rule in role["rules"])
+    (pools,) = roles["kswarm-operator-pools"]["rules"]
+    assert (pools["resources"], pools["resourceNames"]) == (["configmaps"], ["kswarm-pools"])
+    assert roles["kswarm-operator-pools"]["metadata"]["namespace"] == "kswarm-system"
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +101,17 @@ def operator_identity(control_plane: ControlPlane) -> str:
         pytest.param("get", "secrets/model-api-key", "default", True, id="named-pool-secret"),
         pytest.param("delete", "swarmjobs.kswarm.dev", "default", False, id="no-deleting-jobs"),
         pytest.param("create", "pods", "default", False, id="no-pods"),
+        pytest.param(
+            "patch", "configmaps/kswarm-pools", "kswarm-system", True, id="patch-pools-configmap"
+        ),
+        pytest.param(
+            "create", "configmaps/kswarm-pools", "kswarm-system", True, id="create-pools-configmap"
+        ),
+        pytest.param(
+            "patch", "configmaps/kswarm-config", "kswarm-system", False, id="no-other-configmap"
+        ),
+        pytest.param("patch", "configmaps/kswarm-pools", "default", False, id="no-pools-elsewhere"),
+        pytest.param("list", "configmaps", "kswarm-system", False, id="no-listing-configmaps"),
     ],
 )
 def test_the_operator_may_do_what_it_needs_and_nothing_else(
@@ -119,4 +137,39 @@ def test_the_operator_may_do_what_it_needs_and_nothing_else(
     )
     assert res.stdout.strip() == ("yes" if allowed else "no"), json.dumps(
         [verb, resource, subresource, res.stdout, res.stderr]
+    )
+
+
+def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
+    control_plane: ControlPlane, tmp_path: Any
+) -> None:
+    docs = rendered(control_plane)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    # The operator owns kswarm-pools: the base ships none, or `kubectl apply -k` would undo it.
+    assert "kswarm-pools" not in config_maps
+
+    def mounted(name: str, env: str, config_map: str) -> str:
+        """The key of ``config_map`` that the file named by ``env`` in ``name`` reads."""
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        path = next(e["value"] for e in c["env"] if e["name"] == env)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for mount in c["volumeMounts"]:
+            source = volumes[mount["name"]].get("configMap", {})
+            if source.get("name") == config_map and path.startswith(mount["mountPath"] + "/"):
+                file = path[len(mount["mountPath"]) + 1 :]
+                items = {i["path"]: i["key"] for i in source.get("items", [])}
+                return str(items.get(file, file))
+        raise AssertionError(f"{name}: {env}={path} is not a file of ConfigMap {config_map}")
+
+    assert mounted("kswarm-worker", "KSWARM_POOLS_FILE", "kswarm-pools") == "pools.yaml"
+    key = mounted("kswarm-operator", "KSWARM_STATIC_POOLS_FILE", "kswarm-static-pools")
+    static = tmp_path / "static.yaml"
+    static.write_text(config_maps["kswarm-static-pools"]["data"][key])
+    assert [p["name"] for p in load_static_pools(str(static))] == ["default"]
+    (c,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["KSWARM_OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.namespace"
     )

@@ -1,4 +1,5 @@
-"""ModelPools become the servers they describe, and report how ready those are.
+"""ModelPools become the servers they describe, report how ready those are, and reach the
+workers through the pools ConfigMap the operator writes (NAMESPACE/NAME, a queue each).
 
 The test control plane has no kubelets, so no pod ever runs: the tests read back the
 Deployments and Services the operator applied, and play the Deployment controller by patching
@@ -8,12 +9,27 @@ a Deployment's status to see the pool follow it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from operator_support import SwarmBackend, apply, conditions, events, get, wait_for
+import yaml
+from operator_support import (
+    OPERATOR_NAMESPACE,
+    POOLS_CONFIGMAP,
+    POOLS_KEY,
+    SwarmBackend,
+    apply,
+    conditions,
+    events,
+    example,
+    get,
+    on_pool,
+    wait_for,
+)
 
 from kswarm.devserver import free_port
+from kswarm.llm.pools import PoolConfig, load_pools
 
 if TYPE_CHECKING:
     from conftest import ControlPlane
@@ -192,3 +208,150 @@ def test_an_endpoint_pool_is_probed_and_reports_what_it_found(
     )
     # No Deployment for a pool the operator does not run.
     assert cp.kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+# --------------------------------------------------------------------------- the workers' pools
+
+
+def pools_configmap(cp: ControlPlane) -> dict[str, Any] | None:
+    res = cp.kubectl(
+        "get", "configmap", POOLS_CONFIGMAP, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False
+    )
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def published(cp: ControlPlane) -> dict[str, PoolConfig]:
+    """The pools of the operator's ConfigMap, read back as a worker reads them."""
+    cm = pools_configmap(cp)
+    if cm is None:
+        return {}
+    return {p.name: p for p in load_pools(yaml.safe_load(cm["data"][POOLS_KEY]))}
+
+
+def wait_published(
+    cp: ControlPlane, what: str, check: Callable[[dict[str, PoolConfig]], bool]
+) -> dict[str, PoolConfig]:
+    return wait_for(what, lambda: (lambda p: p if check(p) else None)(published(cp)), timeout=30)
+
+
+def test_the_workers_pools_configmap_lists_every_modelpool_by_namespace_and_follows_it(
+    control_plane: ControlPlane,
+    swarm: SwarmBackend,
+    kswarm_operator: OperatorProcess,
+    namespace: str,
+) -> None:
+    cp = control_plane
+    other = f"{namespace}-b"
+    cp.kubectl("create", "namespace", other)
+    a, b = f"{namespace}/fast", f"{other}/fast"
+    sim = {"replicas": 2, "timeScale": 0.01}
+    apply(
+        cp,
+        modelpool(
+            "fast",
+            model="kswarm-sim",
+            simulator=sim,
+            maxConcurrency=32,
+            rateLimit={"requestsPerSecond": 5},
+            router="least-load",
+        ),
+        namespace,
+    )
+    url = swarm.pool_urls["default"][0]
+    apply(cp, modelpool("fast", model="kswarm-sim", endpoint=f"{url}/v1/"), other)
+
+    pools = wait_published(cp, f"{a} and {b} in the ConfigMap", lambda p: {a, b} <= set(p))
+    assert pools[a] == PoolConfig(
+        name=a,
+        model="kswarm-sim",
+        replicas=(f"http://pool-fast.{namespace}.svc:8000",),
+        max_concurrency=32,
+        requests_per_second=5,
+        router="least-load",
+    )
+    assert pools[b] == PoolConfig(
+        name=b, model="kswarm-sim", replicas=(url,), router="prefix-affinity"
+    )
+    assert (pools[a].task_queue, pools[b].task_queue) == (
+        f"kswarm-pool-{namespace}/fast",
+        f"kswarm-pool-{other}/fast",
+    )
+    assert {"default", "slow"} <= set(pools)  # the static pools stay, without a namespace
+    cm = pools_configmap(cp)
+    assert cm is not None
+    assert cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kswarm-operator"
+
+    # The worker polls both queues once the file it mounts has caught up.
+    wait_for(
+        "the worker to poll both pools' queues",
+        lambda: {a, b} <= set(swarm.polled_queues()),
+        timeout=30,
+    )
+    assert swarm.polled_queues()[a] == f"kswarm-pool-{namespace}/fast"
+
+    # A change of the spec reaches the document.
+    cp.kubectl(
+        "patch",
+        "mp",
+        "fast",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"maxConcurrency": 8, "rateLimit": None, "router": "round-robin"}}),
+    )
+    pools = wait_published(
+        cp, f"{a} with maxConcurrency 8", lambda p: a in p and p[a].max_concurrency == 8
+    )
+    assert (pools[a].requests_per_second, pools[a].router) == (None, "round-robin")
+
+    # A deleted pool leaves the document, and the worker stops polling its queue.
+    cp.kubectl("delete", "mp", "fast", "-n", other, "--timeout=30s", timeout=40)
+    pools = wait_published(cp, f"{b} to leave the ConfigMap", lambda p: b not in p)
+    assert a in pools
+    wait_for(
+        f"the worker to stop polling {b}'s queue",
+        lambda: b not in swarm.polled_queues() and a in swarm.polled_queues(),
+        timeout=30,
+    )
+
+
+def test_jobs_of_two_namespaces_naming_the_same_pool_use_their_own_namespace_s_modelpool(
+    control_plane: ControlPlane,
+    swarm: SwarmBackend,
+    kswarm_operator: OperatorProcess,
+    namespace: str,
+) -> None:
+    cp = control_plane
+    other = f"{namespace}-b"
+    cp.kubectl("create", "namespace", other)
+    first, second = swarm.pool_urls["default"]
+    for ns, url in ((namespace, first), (other, second)):
+        apply(cp, modelpool("shared", model="kswarm-sim", endpoint=url), ns)
+        apply(cp, on_pool(example("quickstart"), "shared", name="job"), ns)
+    for ns, url in ((namespace, first), (other, second)):
+        cp.kubectl(
+            "wait",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "sj/job",
+            "-n",
+            ns,
+            "--timeout=90s",
+            timeout=100,
+        )
+        sj = get(cp, "sj", "job", ns)
+        assert f"pools: {ns}/shared" in conditions(sj)["Accepted"]["message"]
+        calls = swarm.bg.run(swarm.ledger.list_model_calls(sj["metadata"]["uid"]))
+        assert calls, "no model call in the ledger"
+        assert {(c.pool, c.replica) for c in calls} == {(f"{ns}/shared", url)}
+
+
+def test_a_job_naming_a_pool_of_another_namespace_is_refused_by_the_api_server(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    job = on_pool(example("quickstart"), "elsewhere/fast")
+    res = control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps(job), check=False
+    )
+    assert res.returncode != 0
+    assert "spec.orchestrator.pool" in res.stderr and "own namespace" in res.stderr

@@ -130,6 +130,14 @@ def test_unknown_tools_and_pools_are_refused_when_known_ones_are_given() -> None
         parse_manifest(with_spec(subagents__pool="gpu"), known_pools=["default"])
 
 
+def test_a_pool_may_be_named_with_its_namespace_and_nothing_deeper() -> None:
+    spec = parse_manifest(with_spec(orchestrator__pool="team-a/fast")).spec
+    assert spec.orchestrator.pool == "team-a/fast"
+    for bad in ("team-a/", "/fast", "a/b/c"):
+        with pytest.raises(SpecError, match=r"spec\.subagents\.pool: must be a pool name"):
+            parse_manifest(with_spec(subagents__pool=bad))
+
+
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text("apiVersion: kswarm.dev/v1alpha1\nkind: SwarmJob\nspec:\n  task: [unclosed\n")

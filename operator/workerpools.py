@@ -1,0 +1,341 @@
+"""The workers' pools document, kept in step with the ModelPool objects.
+
+Workers read their pools from one YAML document (the format of ``kswarm.llm.pools``), mounted
+from the ConfigMap ``kswarm-pools`` (key ``pools.yaml``) in the operator's own namespace. The
+operator owns that ConfigMap: :class:`PoolPublisher` lists every ModelPool it serves, builds the
+document (:func:`build_document`) and writes it when it changed, at start, after any ModelPool
+event (create, change, delete, status) and every ``KSWARM_POOLS_RESYNC`` seconds. A worker
+notices the new file within seconds and starts, changes or stops its pool workers.
+
+Each ModelPool becomes one entry named ``NAMESPACE/NAME``, so two namespaces may both have a
+pool ``fast``: their model calls run on ``kswarm-pool-team-a/fast`` and
+``kswarm-pool-team-b/fast``. A SwarmJob in ``team-a`` that names ``fast`` is started with the
+pool ``team-a/fast`` (see ``swarmjobs.resolve_pools``). An entry carries:
+
+* ``replicas``: the Service URL of a managed or simulator pool (``deployments.service_url``),
+  the base URL of ``spec.endpoint`` (without ``/v1``) for an endpoint pool;
+* ``model``, ``maxConcurrency``, ``rateLimit`` and ``router`` from the spec.
+
+A managed pool is listed before its replicas are ready (its Service name never changes, and a
+worker that polls its queue early only makes calls that wait and retry). A ModelPool that
+cannot be served is left out and its reason is logged and kept in :attr:`PoolsDocument.left_out`,
+so a job that names it waits with that reason: an endpoint pool without ``spec.endpoint``, a pool
+being deleted, or a value the workers would refuse. The API key of ``spec.apiKeySecret`` is not
+copied (a ConfigMap is no place for a secret); such a pool is listed without a key, with a
+warning.
+
+Pools of ``KSWARM_STATIC_POOLS_FILE`` (names without a namespace, such as the cluster's
+``default`` pool) are copied into the document first, as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from kswarm.errors import ConfigError
+from kswarm.llm.pools import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_ROUTER,
+    load_pools,
+    load_pools_file,
+    pool_entry,
+    qualified_name,
+)
+from kswarm.operator import deployments as children
+from kswarm.operator.kube import KubeApi, KubeError
+
+__all__ = [
+    "CONFIGMAP_KEY",
+    "DEFAULT_CONFIGMAP",
+    "PoolLeftOut",
+    "PoolPublisher",
+    "PoolsDocument",
+    "build_document",
+    "load_static_pools",
+    "model_pool_entry",
+    "report",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIGMAP = "kswarm-pools"
+CONFIGMAP_KEY = "pools.yaml"
+GROUP, VERSION, PLURAL = "kswarm.dev", "v1alpha1", "modelpools"
+HEADER = (
+    "# Written by the kswarm operator from the ModelPool objects (NAMESPACE/NAME) and its\n"
+    "# static pools; edits here are overwritten. Read by `kswarm worker` (KSWARM_POOLS_FILE).\n"
+)
+LABELS = {
+    "app.kubernetes.io/name": "kswarm-pools",
+    "app.kubernetes.io/part-of": "kswarm",
+    children.LABEL_MANAGED_BY: children.MANAGED_BY,
+}
+
+
+class PoolLeftOut(Exception):
+    """A ModelPool that the workers cannot serve; the message says why."""
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def model_pool_entry(pool: Mapping[str, Any]) -> dict[str, Any]:
+    """The workers' entry of one ModelPool object; :class:`PoolLeftOut` when it has none."""
+    meta = pool.get("metadata") or {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if not isinstance(name, str) or not name or not isinstance(namespace, str) or not namespace:
+        raise PoolLeftOut("metadata.name and metadata.namespace are required")
+    if meta.get("deletionTimestamp"):
+        raise PoolLeftOut("the ModelPool is being deleted")
+    spec = pool.get("spec")
+    if not isinstance(spec, Mapping):
+        raise PoolLeftOut("spec is missing")
+    mode = children.pool_mode(spec)
+    if mode == "endpoint":
+        endpoint = spec.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise PoolLeftOut(
+                "no endpoint yet: set spec.endpoint, spec.replicas (managed vLLM) or spec.simulator"
+            )
+        replicas = [_base_url(endpoint)]
+    else:
+        replicas = [children.service_url(name, namespace)]
+    entry: dict[str, Any] = {
+        "name": qualified_name(namespace, name),
+        "model": spec.get("model"),
+        "replicas": replicas,
+        "maxConcurrency": spec.get("maxConcurrency", DEFAULT_MAX_CONCURRENCY),
+        "router": spec.get("router", DEFAULT_ROUTER),
+    }
+    rate = spec.get("rateLimit")
+    if isinstance(rate, Mapping) and rate.get("requestsPerSecond") is not None:
+        entry["rateLimit"] = {"requestsPerSecond": rate["requestsPerSecond"]}
+    elif rate is not None and not isinstance(rate, Mapping):
+        entry["rateLimit"] = rate  # refused below, with the field named
+    try:
+        (parsed,) = load_pools({"pools": [entry]})
+    except ConfigError as e:
+        field = "spec.endpoint" if mode == "endpoint" else "spec.replicas"
+        message = str(e).replace("pools[0].replicas[0]", field).replace("pools[0].replicas", field)
+        message = message.replace("pools[0]", "spec")
+        raise PoolLeftOut(f"the workers would refuse it: {message}") from None
+    return pool_entry(parsed)
+
+
+def _base_url(endpoint: str) -> str:
+    """``http://host:8000/v1/`` -> ``http://host:8000``: the form a pool's replicas take."""
+    url = endpoint.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+@dataclass(frozen=True)
+class PoolsDocument:
+    """What the workers get: the YAML text, and what it lists and leaves out."""
+
+    text: str
+    """The document, as written to the ConfigMap's ``pools.yaml``."""
+    pools: tuple[str, ...]
+    """Names of the pools it lists: static ones, then ``NAMESPACE/NAME`` of ModelPools."""
+    static: tuple[str, ...] = ()
+    """Names of the static pools among them."""
+    left_out: Mapping[str, str] = field(default_factory=dict)
+    """``NAMESPACE/NAME`` of each ModelPool left out -> why."""
+    warnings: Mapping[str, str] = field(default_factory=dict)
+    """``NAMESPACE/NAME`` of each ModelPool listed with a caveat -> the caveat."""
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.pools
+
+
+def build_document(
+    model_pools: Iterable[Mapping[str, Any]], static: Sequence[Mapping[str, Any]] = ()
+) -> PoolsDocument:
+    """The pools document of ``static`` entries (validated already) and ModelPool objects.
+
+    ModelPools come sorted by ``NAMESPACE/NAME``, so the same objects always give the same
+    text, whatever order the API server listed them in.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    left_out: dict[str, str] = {}
+    warnings: dict[str, str] = {}
+    for obj in model_pools:
+        meta = obj.get("metadata") or {}
+        key = qualified_name(str(meta.get("namespace") or "?"), str(meta.get("name") or "?"))
+        try:
+            entries[key] = model_pool_entry(obj)
+        except PoolLeftOut as e:
+            left_out[key] = str(e)
+            continue
+        spec = obj.get("spec") or {}
+        if isinstance(spec, Mapping) and spec.get("apiKeySecret"):
+            warnings[key] = (
+                "spec.apiKeySecret is not passed to the workers (a ConfigMap holds no "
+                "secrets): their calls carry no API key"
+            )
+    items = [dict(s) for s in static] + [entries[k] for k in sorted(entries)]
+    text = HEADER + yaml.safe_dump({"pools": items}, sort_keys=False, default_flow_style=None)
+    return PoolsDocument(
+        text=text,
+        pools=tuple(str(i["name"]) for i in items),
+        static=tuple(str(s["name"]) for s in static),
+        left_out=left_out,
+        warnings=warnings,
+    )
+
+
+def report(doc: PoolsDocument, logged: Mapping[str, str]) -> dict[str, str]:
+    """Log why a pool is left out (or listed with a caveat), once: not again while ``logged``
+    (what the last call returned) says the same."""
+    news = {**{k: f"left out: {v}" for k, v in doc.left_out.items()}, **doc.warnings}
+    for key, what in news.items():
+        if logged.get(key) != what:
+            log.warning("pool %s %s", key, what)
+    return news
+
+
+def load_static_pools(path: str) -> list[dict[str, Any]]:
+    """The entries of a static pools file, validated; names must have no namespace."""
+    registry = load_pools_file(path)
+    for pool in registry:
+        if "/" in pool.name:
+            raise ConfigError(
+                f"static pools {path}: {pool.name!r}: a static pool's name has no namespace "
+                "(NAMESPACE/NAME is how ModelPools are named)"
+            )
+    return [pool_entry(p) for p in registry]
+
+
+# --------------------------------------------------------------------------- the publisher
+
+
+class PoolPublisher:
+    """Keeps the ConfigMap ``namespace/name`` equal to the document of the current ModelPools.
+
+    :meth:`run` loops until cancelled: it publishes at once, then after every :meth:`poke`
+    (a ModelPool event; bursts are coalesced) and every ``resync_seconds``. A failed pass is
+    logged and tried again after ``retry_seconds``. :attr:`document` is the document of the
+    last pass that reached the API server.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        namespace: str,
+        name: str = DEFAULT_CONFIGMAP,
+        watch_namespaces: Sequence[str] = (),
+        static_file: str | None = None,
+        resync_seconds: float = 60.0,
+        retry_seconds: float = 2.0,
+        debounce_seconds: float = 0.1,
+    ) -> None:
+        self.api = api
+        self.namespace, self.name = namespace, name
+        self.watch_namespaces = tuple(watch_namespaces)
+        self.static_file = static_file
+        self.resync_seconds = resync_seconds
+        self.retry_seconds = retry_seconds
+        self.debounce_seconds = debounce_seconds
+        self.document: PoolsDocument | None = None
+        self.writes = 0
+        self._written: str | None = None
+        self._static: list[dict[str, Any]] = []
+        self._static_error: str | None = None
+        self._logged: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._begun = self._done = 0
+        self._passed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        """Something changed: publish again soon."""
+        self._wake.set()
+
+    async def refresh(self, wait_seconds: float) -> PoolsDocument | None:
+        """Ask for a pass and wait (at most ``wait_seconds``) until it has ended; the document."""
+        target = self._begun + 1  # the first pass to begin after this poke
+        self.poke()
+        async with self._passed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._passed.wait_for(lambda: self._done >= target), wait_seconds
+                )
+        return self.document
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="pool-publisher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.resync_seconds)
+            await asyncio.sleep(self.debounce_seconds)
+            self._wake.clear()
+            self._begun += 1
+            try:
+                await self.publish()
+            except KubeError as e:
+                log.warning(
+                    "pools not published configmap=%s/%s error=%s retry_in=%ss",
+                    self.namespace,
+                    self.name,
+                    e,
+                    self.retry_seconds,
+                )
+                await asyncio.sleep(self.retry_seconds)
+                self._wake.set()
+            finally:
+                async with self._passed:
+                    self._done += 1
+                    self._passed.notify_all()
+
+    async def publish(self) -> PoolsDocument:
+        """One pass: list the ModelPools, build the document, write it if it changed."""
+        objects = await self.api.list_objects(GROUP, VERSION, PLURAL, self.watch_namespaces)
+        doc = build_document(objects, self._static_pools())
+        self._logged = report(doc, self._logged)
+        if doc.text != self._written:
+            await self.api.apply_config_map(
+                self.namespace, self.name, {CONFIGMAP_KEY: doc.text}, labels=LABELS
+            )
+            self._written = doc.text
+            self.writes += 1
+            log.info(
+                "pools published configmap=%s/%s pools=%s left_out=%s",
+                self.namespace,
+                self.name,
+                ",".join(doc.pools) or "-",
+                ",".join(sorted(doc.left_out)) or "-",
+            )
+        self.document = doc
+        return doc
+
+    def _static_pools(self) -> list[dict[str, Any]]:
+        """The static file's entries; the last good ones while the file is unreadable."""
+        if not self.static_file:
+            return []
+        try:
+            self._static = load_static_pools(self.static_file)
+        except ConfigError as e:
+            if str(e) != self._static_error:
+                log.error("static pools unusable, keeping the last good ones: %s", e)
+            self._static_error = str(e)
+        else:
+            self._static_error = None
+        return self._static

@@ -1,0 +1,302 @@
+"""The workers' pools document built from ModelPool objects, and how a job's pool names resolve
+against it (pure functions: the e2e tests run them against a real API server and worker)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kswarm.errors import ConfigError, SpecError
+from kswarm.llm.pools import PoolConfig, load_pools, pool_entry
+from kswarm.operator.swarmjobs import PoolMissing, resolve_pool, resolve_pools
+from kswarm.operator.workerpools import (
+    PoolLeftOut,
+    build_document,
+    load_static_pools,
+    model_pool_entry,
+    report,
+)
+from kswarm.spec import parse_spec
+
+
+def modelpool(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kswarm.dev/v1alpha1",
+        "kind": "ModelPool",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"},
+        "spec": {"model": "kswarm-sim", **spec},
+    }
+
+
+def read_back(text: str) -> dict[str, PoolConfig]:
+    """The document as a worker reads it."""
+    return {p.name: p for p in load_pools(yaml.safe_load(text))}
+
+
+# --------------------------------------------------------------------------- one entry
+
+
+def test_a_managed_pool_is_served_through_its_service_with_the_spec_s_limits() -> None:
+    entry = model_pool_entry(
+        modelpool(
+            "team-a",
+            "qwen",
+            model="Qwen/Qwen3-8B",
+            replicas=2,
+            maxConcurrency=32,
+            rateLimit={"requestsPerSecond": 7.5},
+            router="least-load",
+        )
+    )
+    assert entry == {
+        "name": "team-a/qwen",
+        "model": "Qwen/Qwen3-8B",
+        "replicas": ["http://pool-qwen.team-a.svc:8000"],
+        "maxConcurrency": 32,
+        "router": "least-load",
+        "rateLimit": {"requestsPerSecond": 7.5},
+    }
+
+
+def test_a_simulator_pool_gets_its_service_and_the_defaults_of_the_crd() -> None:
+    entry = model_pool_entry(modelpool("team-a", "sim", simulator={"replicas": 3}))
+    assert entry == {
+        "name": "team-a/sim",
+        "model": "kswarm-sim",
+        "replicas": ["http://pool-sim.team-a.svc:8000"],
+        "maxConcurrency": 64,
+        "router": "prefix-affinity",
+    }
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "base"),
+    [
+        ("http://vllm.inference.svc:8000/v1", "http://vllm.inference.svc:8000"),
+        ("https://models.example.org/v1/", "https://models.example.org"),
+        ("http://10.0.0.5:8000", "http://10.0.0.5:8000"),
+    ],
+)
+def test_an_endpoint_pool_is_served_at_the_base_url_of_its_endpoint(
+    endpoint: str, base: str
+) -> None:
+    entry = model_pool_entry(modelpool("ns", "remote", endpoint=endpoint))
+    assert entry["replicas"] == [base]
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        pytest.param({}, "no endpoint yet", id="no-endpoint"),
+        pytest.param({"endpoint": ""}, "no endpoint yet", id="empty-endpoint"),
+        pytest.param({"endpoint": "ftp://x:8000"}, "spec.endpoint: must be an http", id="not-http"),
+        pytest.param({"simulator": {}, "maxConcurrency": 0}, "spec.maxConcurrency", id="mc"),
+        pytest.param(
+            {"simulator": {}, "rateLimit": {"requestsPerSecond": 0}},
+            "spec.rateLimit.requestsPerSecond",
+            id="rps",
+        ),
+        pytest.param({"simulator": {}, "router": "random"}, "spec.router", id="router"),
+        pytest.param({"simulator": {}, "model": ""}, "spec.model", id="model"),
+        pytest.param({"simulator": {}, "rateLimit": 5}, "spec.rateLimit", id="rate-not-a-map"),
+    ],
+)
+def test_a_pool_the_workers_cannot_serve_is_left_out_with_the_reason(
+    spec: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(PoolLeftOut, match=reason.replace(".", r"\.").replace("[", r"\[")):
+        model_pool_entry(modelpool("ns", "bad", **spec))
+
+
+def test_a_pool_being_deleted_or_without_a_namespace_is_left_out() -> None:
+    dying = modelpool("ns", "old", simulator={})
+    dying["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    with pytest.raises(PoolLeftOut, match="being deleted"):
+        model_pool_entry(dying)
+    nowhere = modelpool("ns", "x", simulator={})
+    del nowhere["metadata"]["namespace"]
+    with pytest.raises(PoolLeftOut, match=r"metadata\.namespace"):
+        model_pool_entry(nowhere)
+    with pytest.raises(PoolLeftOut, match="spec is missing"):
+        model_pool_entry({"metadata": {"name": "x", "namespace": "ns"}})
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def test_the_document_lists_static_pools_then_every_modelpool_each_on_its_own_queue() -> None:
+    static = [
+        pool_entry(PoolConfig(name="default", model="m", replicas=("http://sim:8000",))),
+    ]
+    pools = [
+        modelpool("team-b", "fast", endpoint="http://b:8000/v1"),
+        modelpool("team-a", "fast", simulator={}),
+        modelpool("team-a", "big", replicas=1, model="Qwen/Qwen3-32B"),
+    ]
+    doc = build_document(pools, static)
+    assert doc.pools == ("default", "team-a/big", "team-a/fast", "team-b/fast")
+    assert doc.static == ("default",)
+    assert doc.left_out == {}
+    assert "team-a/fast" in doc and "fast" not in doc
+    back = read_back(doc.text)
+    assert list(back) == list(doc.pools)
+    assert [p.task_queue for p in back.values()] == [
+        "kswarm-pool-default",
+        "kswarm-pool-team-a/big",
+        "kswarm-pool-team-a/fast",
+        "kswarm-pool-team-b/fast",
+    ]
+    assert back["team-b/fast"].replicas == ("http://b:8000",)
+    assert doc.text.startswith("# Written by the kswarm operator")
+    # The API server's order does not matter: same objects, same text (no needless rewrite).
+    assert build_document(list(reversed(pools)), static).text == doc.text
+
+
+def test_a_pool_without_an_endpoint_is_left_out_logged_once_and_the_rest_still_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pools = [modelpool("ns", "waiting"), modelpool("ns", "ok", simulator={})]
+    doc = build_document(pools)
+    assert doc.pools == ("ns/ok",)
+    assert list(doc.left_out) == ["ns/waiting"]
+    assert "no endpoint yet" in doc.left_out["ns/waiting"]
+    assert list(read_back(doc.text)) == ["ns/ok"]
+
+    with caplog.at_level(logging.WARNING, logger="kswarm.operator.workerpools"):
+        logged = report(doc, {})
+        again = report(doc, logged)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "ns/waiting left out: no endpoint yet" in lines[0]
+    assert again == logged
+
+
+def test_an_api_key_secret_is_not_copied_into_the_configmap_and_that_is_said() -> None:
+    pool = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "key"})
+    doc = build_document([pool])
+    assert read_back(doc.text)["ns/remote"].api_key is None
+    assert "apiKey" not in doc.text
+    assert "spec.apiKeySecret" in doc.warnings["ns/remote"]
+
+
+def test_an_empty_cluster_gives_an_empty_list_the_workers_accept() -> None:
+    doc = build_document([])
+    assert doc.pools == ()
+    assert len(load_pools(yaml.safe_load(doc.text))) == 0
+
+
+def test_static_pools_are_validated_and_have_no_namespace(tmp_path: Path) -> None:
+    good = tmp_path / "static.yaml"
+    good.write_text(
+        "pools:\n  - {name: default, model: m, replicas: ['http://s:8000'], rateLimit: "
+        "{requestsPerSecond: 3}}\n"
+    )
+    assert load_static_pools(str(good)) == [
+        {
+            "name": "default",
+            "model": "m",
+            "replicas": ["http://s:8000"],
+            "maxConcurrency": 64,
+            "router": "prefix-affinity",
+            "rateLimit": {"requestsPerSecond": 3},
+        }
+    ]
+    qualified = tmp_path / "bad.yaml"
+    qualified.write_text("pools:\n  - {name: ns/x, model: m, replicas: ['http://s:8000']}\n")
+    with pytest.raises(ConfigError, match="has no namespace"):
+        load_static_pools(str(qualified))
+    with pytest.raises(ConfigError, match="no-such-file"):
+        load_static_pools(str(tmp_path / "no-such-file.yaml"))
+
+
+# --------------------------------------------------------------------------- a job's pool names
+
+
+def resolve(pool: str, namespace: str = "team-a", **view: Any) -> str:
+    doc = build_document(
+        [
+            modelpool("team-a", "fast", simulator={}),
+            modelpool("team-b", "fast", simulator={}),
+            modelpool("team-a", "default", simulator={}),
+            modelpool("team-a", "broken"),
+        ],
+        [pool_entry(PoolConfig(name="default", model="m", replicas=("http://s:8000",)))],
+    )
+    args: dict[str, Any] = {
+        "static": {"default", "slow"},
+        "pool_index": {
+            ("team-a", "fast"),
+            ("team-b", "fast"),
+            ("team-a", "default"),
+            ("team-a", "broken"),
+            ("team-a", "new"),
+        },
+        "publishing": True,
+        "document": doc,
+    }
+    args.update(view)
+    return resolve_pool("spec.subagents.pool", pool, namespace, **args)
+
+
+def test_a_job_s_pool_is_the_modelpool_of_its_own_namespace() -> None:
+    assert resolve("fast") == "team-a/fast"
+    assert resolve("fast", "team-b") == "team-b/fast"
+    assert resolve("team-a/fast") == "team-a/fast"  # the SDK's spelling of the same pool
+
+
+def test_a_namespace_s_modelpool_comes_before_a_static_pool_of_that_name() -> None:
+    assert resolve("default") == "team-a/default"
+    assert resolve("default", "team-b") == "default"
+    assert resolve("slow") == "slow"
+
+
+def test_a_pool_that_cannot_be_served_keeps_the_job_waiting_with_the_reason() -> None:
+    with pytest.raises(PoolMissing, match="'broken' in namespace 'team-a' cannot be served: no"):
+        resolve("broken")
+    with pytest.raises(PoolMissing, match="'new' in namespace 'team-a' is not in the workers'"):
+        resolve("new")
+    with pytest.raises(PoolMissing, match="'nowhere' not found in namespace 'team-a'"):
+        resolve("nowhere")
+    with pytest.raises(PoolMissing, match="'fast' not found in namespace 'team-c'"):
+        resolve("fast", "team-c")
+
+
+def test_a_pool_of_another_namespace_is_an_invalid_spec_naming_the_field() -> None:
+    with pytest.raises(SpecError, match=r"spec\.subagents\.pool.*own namespace \('team-a'\)"):
+        resolve("team-b/fast")
+
+
+def test_without_a_publisher_the_modelpool_index_decides() -> None:
+    assert resolve("new", publishing=False, document=None) == "team-a/new"
+    assert resolve("slow", publishing=False, document=None) == "slow"
+    with pytest.raises(PoolMissing):
+        resolve("nowhere", publishing=False, document=None)
+
+
+def test_before_the_first_document_only_static_pools_resolve() -> None:
+    assert resolve("slow", document=None) == "slow"
+    with pytest.raises(PoolMissing, match="not in the workers' pools yet"):
+        resolve("fast", document=None)
+
+
+def test_resolve_pools_rewrites_both_pools_and_lists_each_problem_once() -> None:
+    spec = parse_spec(
+        {"task": "t", "orchestrator": {"pool": "fast"}, "subagents": {"pool": "default"}}
+    )
+    view: dict[str, Any] = {
+        "static": {"default"},
+        "pool_index": {("ns", "fast")},
+        "publishing": True,
+        "document": build_document([modelpool("ns", "fast", simulator={})]),
+    }
+    resolved, missing = resolve_pools(spec, "ns", **view)
+    assert (resolved.orchestrator.pool, resolved.subagents.pool) == ("ns/fast", "default")
+    assert missing == []
+    assert resolved.subagents.max_concurrent == spec.subagents.max_concurrent
+
+    lost = parse_spec({"task": "t", "orchestrator": {"pool": "x"}, "subagents": {"pool": "x"}})
+    _, missing = resolve_pools(lost, "ns", **view)
+    assert missing == ["ModelPool 'x' not found in namespace 'ns'"]
