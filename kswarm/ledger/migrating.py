@@ -11,6 +11,7 @@ root (``alembic.ini``) uses the same ``migrations/env.py`` and reaches the same 
 from __future__ import annotations
 
 import argparse
+import fcntl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,8 +120,27 @@ def _connected(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Two processes that migrate one new SQLite file (two ``kswarm run`` at once) take turns:
+    SQLite runs Alembic's DDL outside a transaction, so both would create the same tables.
+    PostgreSQL has its advisory lock instead (see :func:`_connected`)."""
+    u = engines.sync_url(url)
+    db = u.database or ""
+    if u.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        yield
+        return
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _run(url: str, action: Callable[[Config], Any]) -> None:
-    with _connected(url) as conn:
+    with _sqlite_migration_lock(url), _connected(url) as conn:
         try:
             action(config(url, connection=conn))
         except CommandError as e:

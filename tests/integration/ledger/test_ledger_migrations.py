@@ -111,3 +111,23 @@ def test_replicas_upgrading_postgresql_at_the_same_time_all_succeed(
     assert [p.returncode for p in replicas] == [0] * 3, errors
     assert migrating.current(url) == migrating.head()
     migrating.check(url)
+
+
+def _upgrade_in_child(url: str) -> None:
+    migrating.upgrade(url)
+
+
+def test_processes_that_migrate_one_new_sqlite_file_at_once_take_turns(tmp_path: Path) -> None:
+    """Two ``kswarm run`` started together both migrate the same new ledger file."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for i in range(4):
+        url = f"sqlite:///{tmp_path / f'race{i}' / 'ledger.db'}"
+        procs = [ctx.Process(target=_upgrade_in_child, args=(url,)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+        assert migrating.current(url) == migrating.head()
