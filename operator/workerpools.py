@@ -283,14 +283,19 @@ class PoolPublisher:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.resync_seconds)
+                resync = False
+            except TimeoutError:
+                resync = True
             await asyncio.sleep(self.debounce_seconds)
             self._wake.clear()
             self._begun += 1
+            failed = False
             try:
-                await self.publish()
+                await self.publish(force=resync)
             except KubeError as e:
+                failed = True
                 log.warning(
                     "pools not published configmap=%s/%s error=%s retry_in=%ss",
                     self.namespace,
@@ -298,24 +303,30 @@ class PoolPublisher:
                     e,
                     self.retry_seconds,
                 )
-                await asyncio.sleep(self.retry_seconds)
-                self._wake.set()
             finally:
                 async with self._passed:
                     self._done += 1
                     self._passed.notify_all()
+            if failed:
+                await asyncio.sleep(self.retry_seconds)
+                self._wake.set()
 
-    async def publish(self) -> PoolsDocument:
-        """One pass: list the ModelPools, build the document, write it if it changed."""
+    async def publish(self, *, force: bool = False) -> PoolsDocument:
+        """One pass: list the ModelPools, build the document, write it if it changed (or, with
+        ``force``, in any case: a resync repairs a ConfigMap edited or deleted by hand, and
+        writing the same data again changes nothing on the server)."""
         objects = await self.api.list_objects(GROUP, VERSION, PLURAL, self.watch_namespaces)
         doc = build_document(objects, self._static_pools())
         self._logged = report(doc, self._logged)
-        if doc.text != self._written:
+        if force or doc.text != self._written:
             await self.api.apply_config_map(
                 self.namespace, self.name, {CONFIGMAP_KEY: doc.text}, labels=LABELS
             )
-            self._written = doc.text
+            changed, self._written = doc.text != self._written, doc.text
             self.writes += 1
+        else:
+            changed = False
+        if changed:
             log.info(
                 "pools published configmap=%s/%s pools=%s left_out=%s",
                 self.namespace,

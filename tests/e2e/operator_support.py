@@ -272,6 +272,7 @@ class OperatorProcess:
             "KSWARM_STATIC_POOLS": ",".join(STATIC_POOLS),
             "KSWARM_STATIC_POOLS_FILE": str(self.backend.static_pools_file),
             "KSWARM_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
+            "KSWARM_POOLS_RESYNC": "2",
             "KSWARM_STATUS_INTERVAL": "0.5",
             "KSWARM_POOL_RETRY_SECONDS": "1",
             "KSWARM_POOL_PROBE_INTERVAL": "1",

@@ -355,3 +355,22 @@ def test_a_job_naming_a_pool_of_another_namespace_is_refused_by_the_api_server(
     )
     assert res.returncode != 0
     assert "spec.orchestrator.pool" in res.stderr and "own namespace" in res.stderr
+
+
+def test_the_pools_configmap_is_restored_when_edited_or_deleted_by_hand(
+    control_plane: ControlPlane, kswarm_operator: OperatorProcess, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, modelpool("kept", model="kswarm-sim", simulator={}), namespace)
+    key = f"{namespace}/kept"
+    wait_published(cp, f"{key} in the ConfigMap", lambda p: key in p)
+
+    edited = {"data": {POOLS_KEY: "pools: []\n"}}
+    cp.kubectl(
+        "patch", "configmap", POOLS_CONFIGMAP, "-n", OPERATOR_NAMESPACE, "--type=merge",
+        "-p", json.dumps(edited),
+    )  # fmt: skip
+    wait_published(cp, f"{key} back after a hand edit", lambda p: key in p)
+
+    cp.kubectl("delete", "configmap", POOLS_CONFIGMAP, "-n", OPERATOR_NAMESPACE)
+    wait_published(cp, f"{key} back after a deletion", lambda p: key in p)
