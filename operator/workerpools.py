@@ -14,7 +14,7 @@ pool ``team-a/fast`` (see ``swarmjobs.resolve_pools``). An entry carries:
 
 * ``replicas``: the Service URL of a managed or simulator pool (``deployments.service_url``),
   the base URL of ``spec.endpoint`` (without ``/v1``) for an endpoint pool;
-* ``model``, ``maxConcurrency``, ``rateLimit`` and ``router`` from the spec.
+* ``model``, ``maxConcurrency``, ``rateLimit``, ``router`` and ``stream`` from the spec.
 
 A managed pool is listed before its replicas are ready (its Service name never changes, and a
 worker that polls its queue early only makes calls that wait and retry). A ModelPool that
@@ -114,6 +114,8 @@ def model_pool_entry(pool: Mapping[str, Any]) -> dict[str, Any]:
         "maxConcurrency": spec.get("maxConcurrency", DEFAULT_MAX_CONCURRENCY),
         "router": spec.get("router", DEFAULT_ROUTER),
     }
+    if "stream" in spec:
+        entry["stream"] = spec["stream"]
     rate = spec.get("rateLimit")
     if isinstance(rate, Mapping) and rate.get("requestsPerSecond") is not None:
         entry["rateLimit"] = {"requestsPerSecond": rate["requestsPerSecond"]}

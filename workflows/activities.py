@@ -26,7 +26,7 @@ from kswarm.llm.chats import Attempt, ChatRequest
 from kswarm.llm.client import LLMClient
 from kswarm.llm.errors import LLMError
 from kswarm.llm.pacing import RetryPolicy
-from kswarm.llm.pools import PoolRegistry
+from kswarm.llm.pools import PoolConfig, PoolRegistry
 from kswarm.telemetry import metrics, tracing
 from kswarm.tools import ToolContext, ToolRegistry, validate_arguments
 from kswarm.tools import control as ctl
@@ -378,7 +378,7 @@ class SwarmActivities:
     async def _call_model(
         self,
         inp: ModelStepInput,
-        pool: Any,
+        pool: PoolConfig,
         model: str,
         history: list[dict[str, Any]],
     ) -> tuple[dict[str, Any], tuple[int, int, float, float]]:
@@ -397,6 +397,7 @@ class SwarmActivities:
             temperature=0.0,
             extra_body=extra,
             prefix_key=f"{inp.job_uid}/{inp.agent_id}",
+            stream=pool.stream,
         )
         offset = (activity.info().attempt - 1) * inp.retry.max_attempts
 

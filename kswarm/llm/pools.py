@@ -67,6 +67,7 @@ _FIELDS = {
     "apiKey",
     "requestTimeoutSeconds",
     "connectTimeoutSeconds",
+    "stream",
 }
 
 
@@ -90,6 +91,10 @@ class PoolConfig:
     """Total time one attempt may take, streaming included."""
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     """Time to open a connection to a replica."""
+    stream: bool = False
+    """Model steps stream their answers: every call's time to first token is then measured
+    and recorded (the dashboard's Pools page shows it); parsing the chunks costs the worker a
+    little CPU. Off: the answer comes whole and the time to first token stays unknown."""
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, list):
@@ -176,6 +181,8 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
         entry["requestTimeoutSeconds"] = pool.request_timeout_seconds
     if pool.connect_timeout_seconds != DEFAULT_CONNECT_TIMEOUT_SECONDS:
         entry["connectTimeoutSeconds"] = pool.connect_timeout_seconds
+    if pool.stream:
+        entry["stream"] = True
     return entry
 
 
@@ -241,6 +248,7 @@ def _parse_pool(item: Any, path: str) -> PoolConfig:
         "connect_timeout_seconds": item.get(
             "connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_SECONDS
         ),
+        "stream": item.get("stream", False),
     }
     _validate(fields, path, camel=True)
     return PoolConfig(**fields)
@@ -299,6 +307,8 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
     for key in ("request_timeout_seconds", "connect_timeout_seconds"):
         if not _positive_number(values[key]):
             raise ConfigError(f"{at(key)}: must be a number of seconds > 0, got {values[key]!r}")
+    if not isinstance(values.get("stream", False), bool):
+        raise ConfigError(f"{at('stream')}: must be true or false, got {values['stream']!r}")
 
 
 def _positive_number(value: Any) -> bool:

@@ -50,6 +50,7 @@ def test_a_managed_pool_is_served_through_its_service_with_the_spec_s_limits() -
             maxConcurrency=32,
             rateLimit={"requestsPerSecond": 7.5},
             router="least-load",
+            stream=True,
         )
     )
     assert entry == {
@@ -59,6 +60,7 @@ def test_a_managed_pool_is_served_through_its_service_with_the_spec_s_limits() -
         "maxConcurrency": 32,
         "router": "least-load",
         "rateLimit": {"requestsPerSecond": 7.5},
+        "stream": True,
     }
 
 

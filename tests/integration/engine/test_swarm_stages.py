@@ -86,3 +86,25 @@ async def test_deep_research_follows_the_chain_one_hop_per_stage(make_stack: Sta
     assert result.quality == 1.0
     # Nothing runs in parallel: the swarm's critical path is all of its steps.
     assert result.speedup == 1.0
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_streaming_pool_records_every_calls_time_to_first_token(
+    make_stack: StackFactory, stream: bool
+) -> None:
+    async with make_stack(pool_options={"stream": stream}) as stack:
+        inp = stack.job(QUICK)
+        result = await stack.run(inp)
+        await stack.ledger.flush()
+        calls = await stack.ledger.list_model_calls(inp.uid)
+    assert result.phase == "Succeeded", result.reason
+    assert result.quality == 1.0  # tool calls assembled from the stream as from a whole answer
+    assert calls and all(c.status == "ok" for c in calls)
+    ttfts = [c.ttft_seconds for c in calls]
+    if stream:
+        assert all(
+            t is not None and 0 < t <= (c.latency_seconds or 0)
+            for t, c in zip(ttfts, calls, strict=True)
+        )
+    else:
+        assert ttfts == [None] * len(calls)

@@ -38,9 +38,11 @@ def test_loads_every_field_of_a_pool() -> None:
             router="least-load",
             requestTimeoutSeconds=30,
             apiKey="secret",
+            stream=True,
         )
     )
     pool = registry.get("default")
+    assert pool.stream is True
     assert pool.replicas == ("http://127.0.0.1:8001", "http://127.0.0.1:8002")
     assert pool.max_concurrency == 8
     assert pool.requests_per_second == 5
@@ -57,6 +59,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert pool.router == "prefix-affinity"
     assert pool.request_timeout_seconds == 120
     assert pool.connect_timeout_seconds == 5
+    assert pool.stream is False
 
 
 def test_names_its_task_queue_after_the_pool() -> None:
@@ -80,6 +83,7 @@ def test_names_its_task_queue_after_the_pool() -> None:
             {"requestTimeoutSeconds": "soon"}, "pools[0].requestTimeoutSeconds", id="timeout"
         ),
         pytest.param({"model": ""}, "pools[0].model", id="model"),
+        pytest.param({"stream": "yes"}, "pools[0].stream", id="stream"),
         pytest.param({"replica": "x"}, "pools[0].replica", id="unknown-field"),
     ],
 )
