@@ -395,7 +395,10 @@ async def _follow(
         now=rt.now(),
         generation=generation,
     )
+    unseen = result.subagents_spawned - reporter.spawned_seen()
     await reporter.write(final)
+    if unseen > 0:  # a short job can end before a live pass sees its spawns
+        reporter.spawned_event(unseen, result.subagents_spawned, stage=None)
     kind = "Normal" if final["phase"] == "Succeeded" else "Warning"
     message = next(c["message"] for c in final["conditions"] if c["type"] == "Running")
     reporter.event(kind, final["phase"], message)
@@ -453,14 +456,10 @@ async def _live_pass(
     """One rebuild of a running job's status from its ``status`` query and the ledger."""
     js, counters = await asyncio.gather(runs.live_status(handle), rt.counters(uid))
     fresh = job_status.live_status(name, uid, js, counters)
-    spawned = js.subagents_spawned - int(reporter.last.get("subagents", {}).get("spawned", 0))
+    spawned = js.subagents_spawned - reporter.spawned_seen()
     await reporter.write(fresh)
     if spawned > 0:
-        reporter.event(
-            "Normal",
-            "SubagentsSpawned",
-            f"{spawned} sub-agents spawned in stage {js.stage} ({js.subagents_spawned} in total)",
-        )
+        reporter.spawned_event(spawned, js.subagents_spawned, stage=js.stage)
 
 
 class _Reporter:
@@ -481,6 +480,16 @@ class _Reporter:
 
     def event(self, kind: str, reason: str, message: str) -> None:
         kopf.event(self.body, type=kind, reason=reason, message=message)
+
+    def spawned_seen(self) -> int:
+        """Sub-agents spawned as of the status last written."""
+        return int(self.last.get("subagents", {}).get("spawned", 0))
+
+    def spawned_event(self, spawned: int, total: int, *, stage: int | None) -> None:
+        where = f" in stage {stage}" if stage is not None else ""
+        self.event(
+            "Normal", "SubagentsSpawned", f"{spawned} sub-agents spawned{where} ({total} in total)"
+        )
 
 
 async def cancel_job(
