@@ -16,6 +16,7 @@ pattern,
 * calls served by the busiest replica / the mean, under prefix-affinity (target <= 1.5).
 
     python bench/bench_router.py [--key job/agent|job|agent] [--time-scale 1.0] [--rounds 4]
+                                 [--scenario burst|staggered] [--bound-factor 1.25]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kswarm.llm import ChatRequest, LLMClient, PoolConfig, RetryPolicy, SimConfig
+from kswarm.llm.replicas import RouterSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPLICAS = 4
@@ -150,10 +152,16 @@ async def agent(
 
 
 async def run_policy(
-    urls: list[str], policy: str, key: str, scenario: Scenario, rounds: int, scale: float
+    urls: list[str],
+    policy: str,
+    key: str,
+    scenario: Scenario,
+    rounds: int,
+    scale: float,
+    settings: RouterSettings,
 ) -> dict[str, Any]:
     pool = PoolConfig(name="bench", model="kswarm-sim", replicas=tuple(urls), router=policy)
-    client = LLMClient()
+    client = LLMClient(router_settings=settings)
     t0 = time.perf_counter()
     per_agent = await asyncio.gather(
         *(
@@ -216,7 +224,13 @@ async def wait_ready(urls: list[str]) -> None:
 
 
 def measure(
-    policy: str, key: str, scenario: Scenario, rounds: int, scale: float, gpu_blocks: int
+    policy: str,
+    key: str,
+    scenario: Scenario,
+    rounds: int,
+    scale: float,
+    gpu_blocks: int,
+    settings: RouterSettings,
 ) -> dict[str, Any]:
     base = free_ports(REPLICAS)
     urls = [f"http://127.0.0.1:{base + i}" for i in range(REPLICAS)]
@@ -235,7 +249,7 @@ def measure(
     )
     try:
         asyncio.run(wait_ready(urls))
-        return asyncio.run(run_policy(urls, policy, key, scenario, rounds, scale))
+        return asyncio.run(run_policy(urls, policy, key, scenario, rounds, scale, settings))
     finally:
         process.terminate()
         process.wait(10)
@@ -247,6 +261,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--key", choices=("job/agent", "job", "agent"), default="job/agent")
     parser.add_argument("--gpu-blocks", type=int, default=SimConfig().num_gpu_blocks)
+    parser.add_argument("--scenario", choices=[s.name for s in SCENARIOS], default=None)
+    parser.add_argument(
+        "--bound-factor", type=float, default=RouterSettings().bound_factor, help="bounded load c"
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.serve:
@@ -258,8 +276,11 @@ def main() -> int:
         "max_over_mean_load": ("<=", 1.5),
     }
     results = []
+    settings = RouterSettings(bound_factor=ns.bound_factor)
     for scenario in SCENARIOS:
-        args = (ns.key, scenario, ns.rounds, ns.time_scale, ns.gpu_blocks)
+        if ns.scenario and scenario.name != ns.scenario:
+            continue
+        args = (ns.key, scenario, ns.rounds, ns.time_scale, ns.gpu_blocks, settings)
         affinity = measure("prefix-affinity", *args)
         robin = measure("round-robin", *args)
         figures = {
@@ -289,6 +310,7 @@ def main() -> int:
         "rounds": ns.rounds,
         "gpu_blocks": ns.gpu_blocks,
         "prefix_key": ns.key,
+        "bound_factor": ns.bound_factor,
         "targets": targets,
         "scenarios": results,
     }
