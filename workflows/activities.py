@@ -421,6 +421,7 @@ class SwarmActivities:
                     cached_tokens=a.cached_tokens,
                     ttft_seconds=a.ttft_seconds,
                     latency_seconds=a.latency_seconds,
+                    model_seconds=a.model_seconds,
                     started_at=a.started_at,
                 )
             )

@@ -90,6 +90,8 @@ class Attempt:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    model_seconds: float | None = None
+    """Modelled seconds the simulator reports for the answer; ``None`` on vLLM."""
 
 
 @dataclass(kw_only=True)

@@ -254,6 +254,7 @@ class LLMClient:
             attempt.input_tokens = outcome.input_tokens
             attempt.output_tokens = outcome.output_tokens
             attempt.cached_tokens = outcome.cached_tokens
+            attempt.model_seconds = outcome.model_seconds
             return attempt, outcome
         outcome.pool, outcome.replica = pool.name, replica
         if attempt.outcome == "ok":

@@ -89,7 +89,7 @@ async def test_deep_research_follows_the_chain_one_hop_per_stage(make_stack: Sta
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_a_streaming_pool_records_every_calls_time_to_first_token(
+async def test_a_streaming_pool_records_every_calls_time_to_first_token_and_model_time(
     make_stack: StackFactory, stream: bool
 ) -> None:
     async with make_stack(pool_options={"stream": stream}) as stack:
@@ -100,6 +100,8 @@ async def test_a_streaming_pool_records_every_calls_time_to_first_token(
     assert result.phase == "Succeeded", result.reason
     assert result.quality == 1.0  # tool calls assembled from the stream as from a whole answer
     assert calls and all(c.status == "ok" for c in calls)
+    # the simulator's modelled time of each answer, whole or streamed
+    assert all(c.model_seconds is not None and c.model_seconds > 0 for c in calls)
     ttfts = [c.ttft_seconds for c in calls]
     if stream:
         assert all(
