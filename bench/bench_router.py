@@ -26,7 +26,6 @@ import asyncio
 import collections
 import json
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kswarm.devserver import free_ports
 from kswarm.llm import ChatRequest, LLMClient, PoolConfig, RetryPolicy, SimConfig
 from kswarm.llm.replicas import RouterSettings
 
@@ -186,26 +186,6 @@ async def run_policy(
         "served_per_replica": [served.get(u, 0) for u in urls],
         "max_over_mean_load": max(served.values()) / (len(calls) / len(urls)),
     }
-
-
-def free_ports(n: int) -> int:
-    """A base port with ``n`` free ports after it."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n < 65536 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 async def wait_ready(urls: list[str]) -> None:

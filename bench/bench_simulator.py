@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from kswarm.devserver import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT_WORDS = 200
@@ -75,12 +76,6 @@ def serve_floor(port: int) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(*args: str) -> tuple[str, subprocess.Popen[bytes]]:

@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 from kswarm.errors import ConfigError
 
-__all__ = ["DevServer", "free_port", "start_dev_server", "temporal_binary"]
+__all__ = ["DevServer", "free_port", "free_ports", "start_dev_server", "temporal_binary"]
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -33,6 +33,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> int:
+    """A port ``p`` such that ``p`` .. ``p + n - 1`` are all free right now (replicas of a
+    simulated pool listen on consecutive ports)."""
+    for _ in range(100):
+        base = free_port(host)
+        if base + n < 65536 and all(_bindable(base + i, host) for i in range(1, n)):
+            return base
+    raise ConfigError(f"no {n} consecutive free ports on {host}")
 
 
 def temporal_binary() -> str:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ import httpx
 from temporalio.client import Client
 
 from kswarm.config import kswarm_home
-from kswarm.devserver import DevServer, free_port, start_dev_server
+from kswarm.devserver import DevServer, free_ports, start_dev_server
 from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
@@ -101,7 +100,7 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
         finally:
             await stop_replicas(servers)
         return
-    port = _free_port_run(opts.replicas)
+    port = free_ports(opts.replicas)
     cmd = [
         sys.executable,
         "-P",  # keep the current folder off sys.path: a checkout's operator/ shadows the stdlib
@@ -134,23 +133,6 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
             await asyncio.to_thread(proc.wait, 10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def _free_port_run(n: int) -> int:
-    """A base port with ``n`` free loopback ports after it."""
-    for _ in range(50):
-        base = free_port()
-        ok = True
-        for p in range(base + 1, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise ConfigError(f"no {n} consecutive free loopback ports for the simulator")
 
 
 async def _wait_healthy(urls: list[str], proc: subprocess.Popen[bytes]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,23 +46,3 @@ async def until(condition: Callable[[], bool], *, within: float = 3.0) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"condition not reached within {within} s")
-
-
-def free_ports(n: int) -> int:
-    """A loopback port ``p`` such that ``p`` .. ``p + n - 1`` are all free right now."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n < 65536 and all(_bindable(base + i) for i in range(n)):
-            return base
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

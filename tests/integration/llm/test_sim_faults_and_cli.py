@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from llm_sim_support import FAST_RETRY, StartSim, free_ports, pool_of
+from llm_sim_support import FAST_RETRY, StartSim, pool_of
 
+from kswarm.devserver import free_ports
 from kswarm.llm import ChatRequest, LLMClient
 from kswarm.llm.simulator import (
     add_sim_arguments,
