@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -76,11 +76,7 @@ class _StepStatements:
             tc.agent_id == bindparam("agent_id"), tc.step == bindparam("step")
         )
         self.reserved = select(jobs.tool_calls_reserved).where(jobs.uid == bindparam("b_uid"))
-        self.reserve = (
-            update(_JOBS)
-            .where(jobs.uid == bindparam("b_uid"))
-            .values(tool_calls_reserved=jobs.tool_calls_reserved + bindparam("n"))
-        )
+        self.reserve = tool_calls.BeginToolCalls.reserve  # the same budget as the tool calls'
         self.messages = insert(_MESSAGES).on_conflict_do_nothing(index_elements=["agent_id", "seq"])
         self.tool_calls = insert(_TOOL_CALLS)
         self.agent_steps = (
@@ -178,18 +174,23 @@ class Ledger:
         mod = postgresql if self.dialect == "postgresql" else sqlite
         return mod.insert(table)
 
-    @contextlib.asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        """A plain connection for Core selects (the hot paths, without ORM overhead); database
-        errors come out as kswarm's (see :func:`writing.translate`)."""
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Database errors come out as kswarm's (see :func:`writing.translate`)."""
         try:
-            async with self.engine.connect() as conn:
-                yield conn
+            yield
         except (DBAPIError, OSError) as e:
             err = writing.translate(self.masked_url, e)
             if err is e:
                 raise
             raise err from e
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for Core selects (the hot paths, without ORM overhead)."""
+        with self._translated():
+            async with self.engine.connect() as conn:
+                yield conn
 
     async def _read_with(self, fn: Callable[[AsyncConnection], Coroutine[Any, Any, T]]) -> T:
         """``fn``'s reads, on one connection. On SQLite they run on a reader thread over a
@@ -204,13 +205,8 @@ class Ledger:
             with engine.connect() as conn:
                 return writing.run_to_completion(fn(writing.sync_connection(conn)))
 
-        try:
+        with self._translated():
             return await asyncio.get_running_loop().run_in_executor(self._readers, work)
-        except (DBAPIError, OSError) as e:
-            err = writing.translate(self.masked_url, e)
-            if err is e:
-                raise
-            raise err from e
 
     async def _read_core(self, stmt: Any) -> Sequence[Any]:
         async with self._reading() as conn:
@@ -219,14 +215,9 @@ class Ledger:
     async def _read(self, stmt: Any) -> Sequence[Any]:
         # A session, not a bare connection: only a session turns select(Model) into Model
         # objects (a connection would hand back the first column of each row).
-        try:
+        with self._translated():
             async with AsyncSession(self.engine, expire_on_commit=False) as session:
                 return (await session.execute(stmt)).all()
-        except (DBAPIError, OSError) as e:
-            err = writing.translate(self.masked_url, e)
-            if err is e:
-                raise
-            raise err from e
 
     # ------------------------------------------------------------------ jobs
 
@@ -561,7 +552,7 @@ class Ledger:
                 used = (await conn.execute(st.reserved, {"b_uid": job_uid})).scalar_one()
                 granted = max(0, min(want, max_tool_calls - int(used)))
             if granted:
-                await conn.execute(st.reserve, {"b_uid": job_uid, "n": granted})
+                await conn.execute(st.reserve, {"u": job_uid, "n": granted})
             out: list[dict[str, Any]] = []
             values = []
             for c in tool_calls:

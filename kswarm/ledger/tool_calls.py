@@ -69,7 +69,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
 
     order = 2
 
-    _reserve = (
+    reserve = (
         update(JOBS)
         .where(Job.uid == bindparam("u"))
         .values(tool_calls_reserved=Job.tool_calls_reserved + bindparam("n"))
@@ -264,7 +264,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
             if items[i].max_tool_calls is not None:
                 give_back[items[i].job_uid] = give_back.get(items[i].job_uid, 0) - 1
         for uid, n in give_back.items():
-            await conn.execute(self._reserve, {"u": uid, "n": n})
+            await conn.execute(self.reserve, {"u": uid, "n": n})
         return raced
 
     async def _insert(self, conn: AsyncConnection, items: list[BeginItem]) -> set[str]:
@@ -327,7 +327,7 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
             reserved += ok
             granted.append(ok)
         if reserved > added:
-            await conn.execute(self._reserve, {"u": uid, "n": reserved - added})
+            await conn.execute(self.reserve, {"u": uid, "n": reserved - added})
         return granted
 
 
