@@ -21,6 +21,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
@@ -68,9 +69,17 @@ def _runner() -> WorkflowRunner:
 
 
 def job_worker(
-    client: Client, activities: SwarmActivities, *, task_queue: str = TASK_QUEUE
+    client: Client, activities: SwarmActivities, *, task_queue: str = TASK_QUEUE, **options: Any
 ) -> Worker:
-    """The worker of the workflows and of the ledger and tool activities."""
+    """The worker of the workflows and of the ledger and tool activities; ``options`` (e.g.
+    ``workflow_runner``, ``max_cached_workflows``) override :class:`Worker`'s settings."""
+    settings: dict[str, Any] = {
+        "workflow_runner": _runner(),
+        "max_concurrent_local_activities": MAX_LOCAL_ACTIVITIES,
+        "max_concurrent_activities": 200,
+        "max_concurrent_workflow_tasks": 100,
+        **options,
+    }
     return Worker(
         client,
         task_queue=task_queue,
@@ -82,10 +91,7 @@ def job_worker(
             activities.finish_job,
             activities.run_tool,
         ],
-        workflow_runner=_runner(),
-        max_concurrent_local_activities=MAX_LOCAL_ACTIVITIES,
-        max_concurrent_activities=200,
-        max_concurrent_workflow_tasks=100,
+        **settings,
     )
 
 

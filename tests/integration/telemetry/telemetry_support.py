@@ -29,10 +29,9 @@ from kswarm.llm.sim_config import SimConfig
 from kswarm.llm.simulator import start_replicas, stop_replicas
 from kswarm.telemetry.interceptors import temporal_plugins
 from kswarm.tools import default_registry
-from kswarm.workflows import SubagentWorkflow, SwarmWorkflow
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import pool_task_queue
-from kswarm.workflows.worker import build_workers, running_workers
+from kswarm.workflows.worker import build_workers, job_worker, running_workers
 
 HERE = Path(__file__).resolve().parent
 ENGINE = HERE.parent / "engine"
@@ -113,17 +112,10 @@ async def traced_stack(
         workers = build_workers(client, activities, task_queue=queue)
     else:  # as build_workers does, in the sandbox, with the workflow cache bounded
         workers = [
-            Worker(
+            job_worker(
                 client,
+                activities,
                 task_queue=queue,
-                workflows=[SwarmWorkflow, SubagentWorkflow],
-                activities=[
-                    activities.start_job,
-                    activities.finish_agent,
-                    activities.spawn_result,
-                    activities.finish_job,
-                    activities.run_tool,
-                ],
                 workflow_runner=SANDBOX,
                 max_cached_workflows=max_cached_workflows,
             ),
