@@ -217,28 +217,23 @@ async def start_job(
     now = rt.now()
     generation = meta.get("generation")
     conditions = status.get("conditions")
+
+    def not_accepted(phase: str, reason: str, message: str) -> None:
+        accepted = {"type": "Accepted", "status": "False", "reason": reason, "message": message}
+        patch.status.update(
+            phase=phase,
+            reason=reason,
+            observedGeneration=generation,
+            conditions=job_status.set_conditions(
+                conditions, [accepted], now=now, generation=generation
+            ),
+        )
+
     try:
         job = parse_manifest(_manifest(body), known_tools=rt.known_tools)
         spec, missing = await _resolve(rt, job.spec, namespace, pool_index)
     except SpecError as e:
-        patch.status.update(
-            phase="Failed",
-            reason="InvalidSpec",
-            observedGeneration=generation,
-            conditions=job_status.set_conditions(
-                conditions,
-                [
-                    {
-                        "type": "Accepted",
-                        "status": "False",
-                        "reason": "InvalidSpec",
-                        "message": str(e),
-                    }
-                ],
-                now=now,
-                generation=generation,
-            ),
-        )
+        not_accepted("Failed", "InvalidSpec", str(e))
         kopf.event(body, type="Warning", reason="InvalidSpec", message=str(e))
         log.info("job refused namespace=%s name=%s error=%r", namespace, name, str(e))
         raise kopf.PermanentError(f"invalid spec: {e}") from e
@@ -247,24 +242,7 @@ async def start_job(
         message = f"{'; '.join(missing)}; the job starts once its pools can be served"
         if status.get("reason") != "PoolNotFound":
             kopf.event(body, type="Warning", reason="PoolNotFound", message=message)
-        patch.status.update(
-            phase="Pending",
-            reason="PoolNotFound",
-            observedGeneration=generation,
-            conditions=job_status.set_conditions(
-                conditions,
-                [
-                    {
-                        "type": "Accepted",
-                        "status": "False",
-                        "reason": "PoolNotFound",
-                        "message": message,
-                    }
-                ],
-                now=now,
-                generation=generation,
-            ),
-        )
+        not_accepted("Pending", "PoolNotFound", message)
         raise kopf.TemporaryError(message, delay=rt.config.pool_retry_seconds)
 
     inp = SwarmJobInput(name=name, namespace=namespace, uid=uid, spec=spec)
