@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from kswarm.embedded import wait_healthy
 from kswarm.llm import ChatRequest, LLMClient, PoolConfig, RetryPolicy
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,25 +67,13 @@ def quantiles(values: list[float]) -> dict[str, float]:
     }
 
 
-async def wait_ready(http: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):
-        try:
-            async with http.get(url + "/health") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError("simulator did not start")
-
-
 async def measure(url: str, calls: int) -> dict[str, Any]:
     pool = PoolConfig(name="bench", model="kswarm-sim", replicas=(url,))
     retry = RetryPolicy(max_attempts=1)
     client = LLMClient()
     figures: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http:
-        await wait_ready(http, url)
+        await wait_healthy([url])
         for stream in (False, True):
             raw, wrapped = [], []
             for i in range(calls + 50):  # the first 50 warm up, and are not counted

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kswarm.devserver import free_ports
+from kswarm.embedded import wait_healthy
 from kswarm.llm import ChatRequest, LLMClient, PoolConfig, RetryPolicy, SimConfig
 from kswarm.llm.replicas import RouterSettings
 
@@ -188,21 +189,6 @@ async def run_policy(
     }
 
 
-async def wait_ready(urls: list[str]) -> None:
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            try:
-                codes = [(await http.get(u + "/health")).status_code for u in urls]
-                if codes == [200] * len(urls):
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("replicas did not start")
-
-
 def measure(
     policy: str,
     key: str,
@@ -228,7 +214,7 @@ def measure(
         stdout=subprocess.DEVNULL,
     )
     try:
-        asyncio.run(wait_ready(urls))
+        asyncio.run(wait_healthy(urls))
         return asyncio.run(run_policy(urls, policy, key, scenario, rounds, scale, settings))
     finally:
         process.terminate()

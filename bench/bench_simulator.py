@@ -38,6 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from kswarm.devserver import free_port
+from kswarm.embedded import wait_healthy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT_WORDS = 200
@@ -86,18 +87,6 @@ def start_server(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
         stdout=subprocess.DEVNULL,
     )
     return f"http://127.0.0.1:{port}", process
-
-
-async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):
-        try:
-            async with http.get(url + "/health") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError("server did not start")
 
 
 def bodies(n: int, salt: int, sleeps: list[float] | None = None) -> list[bytes]:
@@ -156,7 +145,7 @@ async def measure(url: str, requests: int, sleeps: list[float] | None) -> dict[s
     """Fire ``requests`` at once, after a warm-up round that opens the connections."""
     connector = aiohttp.TCPConnector(limit=requests + 10)
     async with aiohttp.ClientSession(connector=connector, trace_configs=[tracing()]) as http:
-        await wait_healthy(http, url)
+        await wait_healthy([url])
         warm = [0.0] * requests if sleeps is not None else None
         await asyncio.gather(*(one(http, url, b) for b in bodies(requests, 3, warm)))
         load = bodies(requests, 5, sleeps)

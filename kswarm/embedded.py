@@ -36,7 +36,7 @@ from kswarm.tools import ToolRegistry, default_registry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.worker import build_workers, running_workers
 
-__all__ = ["EmbeddedStack", "SimOptions", "embedded_stack"]
+__all__ = ["EmbeddedStack", "SimOptions", "embedded_stack", "wait_healthy"]
 
 DEFAULT_POOL = "default"
 SIM_MODEL = "kswarm-sim"
@@ -125,7 +125,7 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
     )
     urls = [f"http://127.0.0.1:{port + i}" for i in range(opts.replicas)]
     try:
-        await _wait_healthy(urls, proc)
+        await wait_healthy(urls, proc)
         yield _pool_of(urls, opts), [proc]
     finally:
         proc.terminate()
@@ -135,10 +135,12 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
             proc.kill()
 
 
-async def _wait_healthy(urls: list[str], proc: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(urls: list[str], proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait (15 s at most) until every replica answers ``/health`` with 200; fail at once when
+    ``proc``, the process serving them, exits."""
     async with httpx.AsyncClient() as http:
         for _ in range(300):
-            if proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 raise ConfigError(f"the simulator exited with {proc.returncode}: {err[-1000:]}")
             try:
