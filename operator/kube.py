@@ -1,6 +1,6 @@
 """The operator's own Kubernetes requests, beside kopf's: status patches from running jobs,
-the Deployments and Services of managed pools, the one Secret an endpoint pool names, and the
-workers' pools ConfigMap (with the list of ModelPools it is built from).
+the Deployments and Services of managed pools, the Secret a pool names for its API key, and the
+workers' pools ConfigMap and pool-keys Secret (with the list of ModelPools they are built from).
 
 kopf watches and patches the objects it handles; everything else goes through here, so the
 requests the operator makes on its own are few, named, and easy to count. The official client
@@ -239,12 +239,50 @@ class KubeApi:
             return False
         return True
 
-    async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
-        """One value of a Secret, decoded; :class:`KubeError` when missing or forbidden."""
+    # ------------------------------------------------------------------ secrets
+
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        """A Secret's ``data``, decoded; :class:`KubeNotFound` when it does not exist,
+        :class:`KubeRefused` when the operator may not read it."""
         secret = await self._call(
             f"read secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
         )
-        data = secret.data or {}
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One value of a Secret, decoded; :class:`KubeError` when missing or forbidden."""
+        data = await self.read_secret_data(namespace, name)
         if key not in data:
             raise KubeNotFound(f"secret {namespace}/{name}", 404, f"has no key {key!r}")
-        return base64.b64decode(data[key]).decode()
+        return data[key].decode()
+
+    async def apply_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Server-side apply an Opaque Secret's ``data`` (creates the Secret when missing);
+        keys this operator applied before and ``data`` lacks are removed."""
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if labels:
+            meta["labels"] = dict(labels)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta,
+            "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+        await self._call(
+            f"apply Secret {namespace}/{name}",
+            self.core.patch_namespaced_secret,
+            name,
+            namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )

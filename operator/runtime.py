@@ -21,8 +21,12 @@ read ``os.environ`` themselves and a test can build a config directly::
                                  into the workers' document; default none
     KSWARM_POOLS_CONFIGMAP       ConfigMap the workers' pools document is written to (default
                                  "kswarm-pools", key pools.yaml); empty: write none
-    KSWARM_OPERATOR_NAMESPACE    namespace of that ConfigMap (default: the pod's own namespace,
-                                 else "kswarm-system")
+    KSWARM_POOL_KEYS_SECRET      Secret beside it that holds the API keys of pools with
+                                 spec.apiKeySecret (default "kswarm-pool-keys")
+    KSWARM_POOL_KEYS_DIR         where workers mount that Secret; the pools' apiKeyFile paths
+                                 (default "/etc/kswarm/pool-keys", as deploy/worker.yaml)
+    KSWARM_OPERATOR_NAMESPACE    namespace of that ConfigMap and Secret (default: the pod's own
+                                 namespace, else "kswarm-system")
     KSWARM_POOLS_RESYNC          seconds between two rewrites of it without a ModelPool event
                                  (default 60)
     KSWARM_KNOWN_TOOLS           comma list of tools a job may name (default: the built-in tools)
@@ -50,7 +54,12 @@ from kswarm.config import Settings
 from kswarm.errors import ConfigError, LedgerError
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.operator.kube import KubeApi
-from kswarm.operator.workerpools import DEFAULT_CONFIGMAP, PoolPublisher
+from kswarm.operator.workerpools import (
+    DEFAULT_CONFIGMAP,
+    DEFAULT_KEYS_DIR,
+    DEFAULT_KEYS_SECRET,
+    PoolPublisher,
+)
 from kswarm.telemetry import temporal_plugins
 from kswarm.tools import default_registry
 
@@ -114,6 +123,15 @@ def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
     return value
 
 
+def _folder(env: Mapping[str, str], key: str, default: str) -> str:
+    raw = env.get(key, "").strip().rstrip("/")
+    if not raw:
+        return default
+    if not raw.startswith("/"):
+        raise ConfigError(f"{key}: must be an absolute path, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, kw_only=True)
 class OperatorConfig:
     settings: Settings = field(default_factory=Settings)
@@ -126,8 +144,12 @@ class OperatorConfig:
     """Pools file whose entries are copied into the workers' document before the ModelPools."""
     pools_configmap: str | None = DEFAULT_CONFIGMAP
     """ConfigMap of the workers' pools document; ``None``: the operator writes none."""
+    pool_keys_secret: str = DEFAULT_KEYS_SECRET
+    """Secret of the pools' API keys, beside that ConfigMap (the workers mount both)."""
+    pool_keys_dir: str = DEFAULT_KEYS_DIR
+    """Where the workers mount that Secret: the folder of the pools' ``apiKeyFile``."""
     operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE
-    """Namespace of that ConfigMap: the operator's own."""
+    """Namespace of that ConfigMap and Secret: the operator's own."""
     pools_resync_seconds: float = 60.0
     """Seconds between two rewrites of the pools document without a ModelPool event."""
     known_tools: tuple[str, ...] | None = None
@@ -161,6 +183,8 @@ class OperatorConfig:
             static_pools=frozenset(_names(env.get("KSWARM_STATIC_POOLS", "default"))),
             static_pools_file=env.get("KSWARM_STATIC_POOLS_FILE", "").strip() or None,
             pools_configmap=env.get("KSWARM_POOLS_CONFIGMAP", DEFAULT_CONFIGMAP).strip() or None,
+            pool_keys_secret=env.get("KSWARM_POOL_KEYS_SECRET", "").strip() or DEFAULT_KEYS_SECRET,
+            pool_keys_dir=_folder(env, "KSWARM_POOL_KEYS_DIR", DEFAULT_KEYS_DIR),
             operator_namespace=env.get("KSWARM_OPERATOR_NAMESPACE", "").strip() or _own_namespace(),
             pools_resync_seconds=_seconds(env, "KSWARM_POOLS_RESYNC", 60.0),
             known_tools=tools or None,
@@ -239,6 +263,8 @@ class Runtime:
                 self.api,
                 namespace=config.operator_namespace,
                 name=config.pools_configmap,
+                keys_secret=config.pool_keys_secret,
+                keys_dir=config.pool_keys_dir,
                 watch_namespaces=config.watch_namespaces,
                 static_file=config.static_pools_file,
                 resync_seconds=config.pools_resync_seconds,

@@ -14,18 +14,28 @@ pool ``team-a/fast`` (see ``swarmjobs.resolve_pools``). An entry carries:
 
 * ``replicas``: the Service URL of a managed or simulator pool (``deployments.service_url``),
   the base URL of ``spec.endpoint`` (without ``/v1``) for an endpoint pool;
-* ``model``, ``maxConcurrency``, ``rateLimit``, ``router`` and ``stream`` from the spec.
+* ``model``, ``maxConcurrency``, ``rateLimit``, ``router`` and ``stream`` from the spec;
+* ``apiKeyFile`` for a pool with ``spec.apiKeySecret``: where the workers find its key.
+
+A ConfigMap is no place for a secret, so API keys travel beside it, as Argo and kagent pass
+credentials: the publisher reads each pool's ``spec.apiKeySecret`` and writes the keys into one
+Secret of its own namespace, ``kswarm-pool-keys``, one data key per pool, ``NAMESPACE.NAME``
+(:func:`key_name`; a namespace has no ``.``, so the split is unambiguous). Workers mount that
+Secret at ``/etc/kswarm/pool-keys`` (``KSWARM_POOL_KEYS_DIR``; deploy/worker.yaml mounts it
+there), and a pool's entry says ``apiKeyFile: /etc/kswarm/pool-keys/NAMESPACE.NAME``. The Secret
+is written before the ConfigMap, when its data changed (and on every resync); the keys of
+removed pools leave it. The workers' ServiceAccount reads no Secret; the kubelet mounts it.
 
 A managed pool is listed before its replicas are ready (its Service name never changes, and a
 worker that polls its queue early only makes calls that wait and retry). A ModelPool that
 cannot be served is left out and its reason is logged and kept in :attr:`PoolsDocument.left_out`,
 so a job that names it waits with that reason: an endpoint pool without ``spec.endpoint``, a pool
-being deleted, or a value the workers would refuse. The API key of ``spec.apiKeySecret`` is not
-copied (a ConfigMap is no place for a secret); such a pool is listed without a key, with a
-warning.
+being deleted, a value the workers would refuse, or a ``spec.apiKeySecret`` the operator cannot
+read (missing Secret or key, no RBAC) or cannot pass on (``kswarm-pool-keys`` not writable).
 
 Pools of ``KSWARM_STATIC_POOLS_FILE`` (names without a namespace, such as the cluster's
-``default`` pool) are copied into the document first, as they are.
+``default`` pool) are copied into the document first, as they are (an ``apiKeyFile`` of theirs
+is a file the workers have; the operator does not read it).
 """
 
 from __future__ import annotations
@@ -49,17 +59,21 @@ from kswarm.llm.pools import (
     qualified_name,
 )
 from kswarm.operator import deployments as children
-from kswarm.operator.kube import KubeApi, KubeError
+from kswarm.operator.kube import KubeApi, KubeError, KubeNotFound, KubeRefused, KubeRetryable
 
 __all__ = [
     "CONFIGMAP_KEY",
     "DEFAULT_CONFIGMAP",
+    "DEFAULT_KEYS_DIR",
+    "DEFAULT_KEYS_SECRET",
     "PoolLeftOut",
     "PoolPublisher",
     "PoolsDocument",
     "build_document",
+    "key_name",
     "load_static_pools",
     "model_pool_entry",
+    "read_api_keys",
     "report",
 ]
 
@@ -67,6 +81,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIGMAP = "kswarm-pools"
 CONFIGMAP_KEY = "pools.yaml"
+DEFAULT_KEYS_SECRET = "kswarm-pool-keys"
+"""The Secret of the pools' API keys, beside the ConfigMap."""
+DEFAULT_KEYS_DIR = "/etc/kswarm/pool-keys"
+"""Where workers mount that Secret (deploy/worker.yaml); ``apiKeyFile`` paths start here."""
+DEFAULT_SECRET_KEY = "api-key"
+"""The key of ``spec.apiKeySecret`` when it names none (the CRD's default)."""
+MAX_KEY_NAME = 253
+"""The longest data key a Secret may have."""
 GROUP, VERSION, PLURAL = "kswarm.dev", "v1alpha1", "modelpools"
 HEADER = (
     "# Written by the kswarm operator from the ModelPool objects (NAMESPACE/NAME) and its\n"
@@ -77,10 +99,15 @@ LABELS = {
     "app.kubernetes.io/part-of": "kswarm",
     children.LABEL_MANAGED_BY: children.MANAGED_BY,
 }
+KEYS_LABELS = {**LABELS, "app.kubernetes.io/name": DEFAULT_KEYS_SECRET}
 
 
 class PoolLeftOut(Exception):
     """A ModelPool that the workers cannot serve; the message says why."""
+
+
+ApiKeys = Mapping[str, str | PoolLeftOut]
+"""``NAMESPACE/NAME`` of a ModelPool with ``spec.apiKeySecret`` -> its key, or why there is none."""
 
 
 # --------------------------------------------------------------------------- the document
@@ -139,7 +166,8 @@ def _base_url(endpoint: str) -> str:
 
 @dataclass(frozen=True)
 class PoolsDocument:
-    """What the workers get: the YAML text, and what it lists and leaves out."""
+    """What the workers get: the YAML text and the Secret's keys, and what it lists and leaves
+    out."""
 
     text: str
     """The document, as written to the ConfigMap's ``pools.yaml``."""
@@ -149,38 +177,113 @@ class PoolsDocument:
     """Names of the static pools among them."""
     left_out: Mapping[str, str] = field(default_factory=dict)
     """``NAMESPACE/NAME`` of each ModelPool left out -> why."""
-    warnings: Mapping[str, str] = field(default_factory=dict)
-    """``NAMESPACE/NAME`` of each ModelPool listed with a caveat -> the caveat."""
+    keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The data of the pool-keys Secret: :func:`key_name` -> the API key (never logged)."""
 
     def __contains__(self, key: object) -> bool:
         return key in self.pools
 
 
+def key_name(namespace: str, name: str) -> str:
+    """The pool-keys Secret's data key (and file name) of ModelPool ``namespace/name``."""
+    return f"{namespace}.{name}"
+
+
+def _api_key_ref(pool: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(Secret name, key)`` of a ModelPool's ``spec.apiKeySecret``; ``None`` without one."""
+    spec = pool.get("spec")
+    ref = spec.get("apiKeySecret") if isinstance(spec, Mapping) else None
+    if not isinstance(ref, Mapping):
+        return None
+    return str(ref.get("name") or ""), str(ref.get("key") or DEFAULT_SECRET_KEY)
+
+
+async def read_api_keys(
+    api: KubeApi, model_pools: Iterable[Mapping[str, Any]]
+) -> dict[str, str | PoolLeftOut]:
+    """The API key of every ModelPool that names ``spec.apiKeySecret`` (see :data:`ApiKeys`).
+
+    A Secret that is missing, lacks the key, holds an empty key or may not be read makes a
+    :class:`PoolLeftOut` naming ``spec.apiKeySecret`` and the Secret; an API server that does
+    not answer raises :class:`KubeRetryable` (the pass is tried again, nothing is left out).
+    """
+    keys: dict[str, str | PoolLeftOut] = {}
+    for obj in model_pools:
+        meta = obj.get("metadata") or {}
+        ref = _api_key_ref(obj)
+        namespace, name = meta.get("namespace"), meta.get("name")
+        if ref is None or meta.get("deletionTimestamp") or not namespace or not name:
+            continue
+        secret, key = ref
+        where = f"spec.apiKeySecret: Secret {namespace}/{secret}"
+        try:
+            data = await api.read_secret_data(str(namespace), secret)
+        except KubeRetryable:
+            raise
+        except KubeNotFound:
+            keys[qualified_name(namespace, name)] = PoolLeftOut(f"{where} does not exist")
+            continue
+        except KubeError as e:
+            keys[qualified_name(namespace, name)] = PoolLeftOut(
+                f"{where} cannot be read by the operator (HTTP {e.status}): grant it get on "
+                "that Secret, as deploy/pool-secrets.yaml shows"
+            )
+            continue
+        keys[qualified_name(namespace, name)] = _key_value(data, key, where)
+    return keys
+
+
+def _key_value(data: Mapping[str, bytes], key: str, where: str) -> str | PoolLeftOut:
+    if key not in data:
+        return PoolLeftOut(f"{where} has no key {key!r}")
+    try:
+        value = data[key].decode().strip()
+    except UnicodeDecodeError:
+        return PoolLeftOut(f"{where}: the value of {key!r} is not UTF-8 text")
+    return value or PoolLeftOut(f"{where}: the value of {key!r} is empty")
+
+
 def build_document(
-    model_pools: Iterable[Mapping[str, Any]], static: Sequence[Mapping[str, Any]] = ()
+    model_pools: Iterable[Mapping[str, Any]],
+    static: Sequence[Mapping[str, Any]] = (),
+    *,
+    keys: ApiKeys | None = None,
+    keys_dir: str = DEFAULT_KEYS_DIR,
 ) -> PoolsDocument:
     """The pools document of ``static`` entries (validated already) and ModelPool objects.
 
-    ModelPools come sorted by ``NAMESPACE/NAME``, so the same objects always give the same
-    text, whatever order the API server listed them in.
+    ``keys`` holds the API keys of the pools with ``spec.apiKeySecret`` (:func:`read_api_keys`);
+    such a pool's entry names its file under ``keys_dir`` and its key goes to
+    :attr:`PoolsDocument.keys`; a pool whose key is not there is left out. ModelPools come
+    sorted by ``NAMESPACE/NAME``, so the same objects always give the same text, whatever order
+    the API server listed them in.
     """
+    keys = keys or {}
     entries: dict[str, dict[str, Any]] = {}
     left_out: dict[str, str] = {}
-    warnings: dict[str, str] = {}
+    secret_data: dict[str, str] = {}
     for obj in model_pools:
         meta = obj.get("metadata") or {}
-        key = qualified_name(str(meta.get("namespace") or "?"), str(meta.get("name") or "?"))
+        namespace, name = str(meta.get("namespace") or "?"), str(meta.get("name") or "?")
+        key = qualified_name(namespace, name)
         try:
-            entries[key] = model_pool_entry(obj)
+            entry = model_pool_entry(obj)
+            if _api_key_ref(obj) is not None:
+                file = key_name(namespace, name)
+                if len(file) > MAX_KEY_NAME:
+                    raise PoolLeftOut(
+                        f"spec.apiKeySecret: {file!r} is longer than {MAX_KEY_NAME} characters, "
+                        "the longest key a Secret may have: give the ModelPool a shorter name"
+                    )
+                value = keys.get(key) or PoolLeftOut("spec.apiKeySecret: the key was not read")
+                if isinstance(value, PoolLeftOut):
+                    raise value
+                entry["apiKeyFile"] = f"{keys_dir.rstrip('/')}/{file}"
+                secret_data[file] = value
         except PoolLeftOut as e:
             left_out[key] = str(e)
             continue
-        spec = obj.get("spec") or {}
-        if isinstance(spec, Mapping) and spec.get("apiKeySecret"):
-            warnings[key] = (
-                "spec.apiKeySecret is not passed to the workers (a ConfigMap holds no "
-                "secrets): their calls carry no API key"
-            )
+        entries[key] = entry
     items = [dict(s) for s in static] + [entries[k] for k in sorted(entries)]
     text = HEADER + yaml.safe_dump({"pools": items}, sort_keys=False, default_flow_style=None)
     return PoolsDocument(
@@ -188,14 +291,14 @@ def build_document(
         pools=tuple(str(i["name"]) for i in items),
         static=tuple(str(s["name"]) for s in static),
         left_out=left_out,
-        warnings=warnings,
+        keys=dict(sorted(secret_data.items())),
     )
 
 
 def report(doc: PoolsDocument, logged: Mapping[str, str]) -> dict[str, str]:
-    """Log why a pool is left out (or listed with a caveat), once: not again while ``logged``
-    (what the last call returned) says the same."""
-    news = {**{k: f"left out: {v}" for k, v in doc.left_out.items()}, **doc.warnings}
+    """Log why a pool is left out, once: not again while ``logged`` (what the last call
+    returned) says the same."""
+    news = {k: f"left out: {v}" for k, v in doc.left_out.items()}
     for key, what in news.items():
         if logged.get(key) != what:
             log.warning("pool %s %s", key, what)
@@ -204,7 +307,7 @@ def report(doc: PoolsDocument, logged: Mapping[str, str]) -> dict[str, str]:
 
 def load_static_pools(path: str) -> list[dict[str, Any]]:
     """The entries of a static pools file, validated; names must have no namespace."""
-    registry = load_pools_file(path)
+    registry = load_pools_file(path, read_keys=False)
     for pool in registry:
         if "/" in pool.name:
             raise ConfigError(
@@ -218,7 +321,8 @@ def load_static_pools(path: str) -> list[dict[str, Any]]:
 
 
 class PoolPublisher:
-    """Keeps the ConfigMap ``namespace/name`` equal to the document of the current ModelPools.
+    """Keeps the ConfigMap ``namespace/name`` equal to the document of the current ModelPools,
+    and the Secret ``namespace/keys_secret`` equal to their API keys.
 
     :meth:`run` loops until cancelled: it publishes at once, then after every :meth:`poke`
     (a ModelPool event; bursts are coalesced) and every ``resync_seconds``. A failed pass is
@@ -232,6 +336,8 @@ class PoolPublisher:
         *,
         namespace: str,
         name: str = DEFAULT_CONFIGMAP,
+        keys_secret: str = DEFAULT_KEYS_SECRET,
+        keys_dir: str = DEFAULT_KEYS_DIR,
         watch_namespaces: Sequence[str] = (),
         static_file: str | None = None,
         resync_seconds: float = 60.0,
@@ -240,6 +346,7 @@ class PoolPublisher:
     ) -> None:
         self.api = api
         self.namespace, self.name = namespace, name
+        self.keys_secret, self.keys_dir = keys_secret, keys_dir
         self.watch_namespaces = tuple(watch_namespaces)
         self.static_file = static_file
         self.resync_seconds = resync_seconds
@@ -248,6 +355,8 @@ class PoolPublisher:
         self.document: PoolsDocument | None = None
         self.writes = 0
         self._written: str | None = None
+        self._written_keys: dict[str, str] | None = None
+        self._keys_refused: str | None = None
         self._static: list[dict[str, Any]] = []
         self._static_error: str | None = None
         self._logged: dict[str, str] = {}
@@ -314,11 +423,24 @@ class PoolPublisher:
                 self._wake.set()
 
     async def publish(self, *, force: bool = False) -> PoolsDocument:
-        """One pass: list the ModelPools, build the document, write it if it changed (or, with
-        ``force``, in any case: a resync repairs a ConfigMap edited or deleted by hand, and
-        writing the same data again changes nothing on the server)."""
+        """One pass: list the ModelPools, read their API keys, build the document, write the
+        keys' Secret and then the ConfigMap if they changed (or, with ``force``, in any case: a
+        resync repairs objects edited or deleted by hand, and writing the same data again
+        changes nothing on the server)."""
         objects = await self.api.list_objects(GROUP, VERSION, PLURAL, self.watch_namespaces)
-        doc = build_document(objects, self._static_pools())
+        static = self._static_pools()
+        keys = await read_api_keys(self.api, objects)
+        doc = build_document(objects, static, keys=keys, keys_dir=self.keys_dir)
+        refused = await self._write_keys(doc.keys, force=force)
+        if refused is not None and doc.keys:
+            # The workers could not find the keys: the pools that need one wait, with why.
+            reason = PoolLeftOut(
+                "spec.apiKeySecret: the operator cannot pass the key on to the workers "
+                f"(writing Secret {self.namespace}/{self.keys_secret}: HTTP {refused.status}); "
+                "grant it create and patch on that Secret, as deploy/rbac.yaml does"
+            )
+            keys = {k: reason for k in keys}
+            doc = build_document(objects, static, keys=keys, keys_dir=self.keys_dir)
         self._logged = report(doc, self._logged)
         if force or doc.text != self._written:
             await self.api.apply_config_map(
@@ -338,6 +460,34 @@ class PoolPublisher:
             )
         self.document = doc
         return doc
+
+    async def _write_keys(self, data: Mapping[str, str], *, force: bool) -> KubeRefused | None:
+        """Apply the keys' Secret if its data changed (or ``force``); the refusal, if refused
+        (logged once: with no pool that needs a key, a refusal costs nothing else)."""
+        if not force and dict(data) == self._written_keys:
+            return None
+        try:
+            await self.api.apply_secret(self.namespace, self.keys_secret, data, labels=KEYS_LABELS)
+        except KubeRefused as e:
+            if str(e) != self._keys_refused:
+                log.warning(
+                    "pool keys not written secret=%s/%s pools_with_keys=%s error=%s",
+                    self.namespace,
+                    self.keys_secret,
+                    len(data),
+                    e,
+                )
+            self._keys_refused, self._written_keys = str(e), None
+            return e
+        if dict(data) != self._written_keys:
+            log.info(
+                "pool keys published secret=%s/%s keys=%s",
+                self.namespace,
+                self.keys_secret,
+                ",".join(data) or "-",
+            )
+        self._keys_refused, self._written_keys = None, dict(data)
+        return None
 
     def _static_pools(self) -> list[dict[str, Any]]:
         """The static file's entries; the last good ones while the file is unreadable."""

@@ -9,7 +9,10 @@ A pool's queue carries its limits for every worker at once: each worker takes at
 the operator writes from the ModelPools): it reads the file's content again every
 ``KSWARM_POOLS_POLL_SECONDS`` (a ConfigMap volume replaces the file through a symlink swap, so
 the content is compared, not inotify events) and :class:`PoolWorkers` starts, changes and stops
-pool workers to match, leaving the workers of unchanged pools alone.
+pool workers to match, leaving the workers of unchanged pools alone. The API key files that
+pools name (``apiKeyFile``; on Kubernetes the Secret ``kswarm-pool-keys``, mounted beside the
+ConfigMap) are read at the same pace, so a rotated key reaches the next model call; see
+:class:`PoolsFile` for a key file that is not there yet.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from kswarm.config import Settings
 from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
-from kswarm.llm.pools import PoolConfig, PoolRegistry, parse_pools_text
+from kswarm.llm.pools import PoolConfig, PoolRegistry, parse_pools_text, with_api_key
 from kswarm.telemetry import metrics, temporal_plugins
 from kswarm.tools import ToolRegistry, default_registry
 from kswarm.workflows.activities import SwarmActivities
@@ -41,6 +44,7 @@ from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
 __all__ = [
     "PoolChanges",
     "PoolWorkers",
+    "PoolsFile",
     "build_workers",
     "follow_pools_file",
     "job_worker",
@@ -348,47 +352,102 @@ class _LivePools:
         return self.activities.pools.get(name)
 
 
-async def follow_pools_file(
-    path: str,
-    pool_workers: PoolWorkers,
-    *,
-    interval: float,
-    last: bytes | None = None,
-) -> None:
-    """Every ``interval`` seconds, read ``path``; when its content changed, apply its pools.
+class PoolsFile:
+    """A worker's pools file and the API key files its pools name, read as one.
 
-    The content is compared, not the file's times or inode: a ConfigMap volume swaps a symlink
-    to a new directory. A missing or invalid file keeps the pools running as they are (and says
-    so once, until the file changes again). Runs until cancelled.
+    :meth:`read` gives the pools to serve whenever something changed since the last read: the
+    document's content (compared, not the file's times or inode: a ConfigMap volume swaps a
+    symlink to a new directory) or the key in an ``apiKeyFile`` (a rotated key). The kubelet
+    updates a mounted Secret and a mounted ConfigMap independently, so a pool's entry may come
+    before its key file: such a pool is left out (a pool already served keeps the config it has)
+    with one log line naming the pool and the file, and is served from the first read that finds
+    the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.waiting: dict[str, str] = {}
+        """Pools left out, or kept as they were, for want of their key file -> why."""
+        self._text: bytes | None = None
+        self._listed: tuple[PoolConfig, ...] = ()
+        """The document's pools, their key files unread."""
+        self._served: dict[str, PoolConfig] | None = None
+        """What the last read gave, by name; ``None`` before the first read."""
+
+    def read(self) -> list[PoolConfig] | None:
+        """The pools to serve now; ``None`` when that has not changed since the last read.
+
+        Raises :class:`OSError` when the document cannot be read and :class:`ConfigError` when
+        it is invalid; the last good document's key files are still followed after that.
+        """
+        with open(self.path, "rb") as f:
+            text = f.read()
+        if text != self._text:
+            self._text = text
+            self._listed = tuple(parse_pools_text(text, self.path, read_keys=False))
+        elif self._served is not None and not any(p.api_key_file for p in self._listed):
+            return None  # same document, no key to read again
+        served = self._served or {}
+        pools: list[PoolConfig] = []
+        waiting: dict[str, str] = {}
+        for pool in self._listed:
+            try:
+                pools.append(with_api_key(pool))
+                continue
+            except ConfigError as e:
+                waiting[pool.name] = str(e)
+            old = served.get(pool.name)
+            if old is not None:
+                pools.append(old)
+            if self.waiting.get(pool.name) != waiting[pool.name]:
+                what = "keeps its current config" if old is not None else "left out"
+                log.warning(
+                    "pool %s %s until its API key file can be read: %s",
+                    pool.name,
+                    what,
+                    waiting[pool.name],
+                )
+        for name in self.waiting.keys() - waiting.keys():
+            if any(p.name == name for p in self._listed):
+                log.info("pool %s: its API key file can be read now", name)
+        self.waiting = waiting
+        if self._served is not None and pools == list(self._served.values()):
+            return None
+        self._served = {p.name: p for p in pools}
+        return pools
+
+
+async def follow_pools_file(
+    pools_file: PoolsFile, pool_workers: PoolWorkers, *, interval: float
+) -> None:
+    """Every ``interval`` seconds, read ``pools_file``; when its pools changed, apply them.
+
+    A missing or invalid file keeps the pools running as they are (and says so once, until the
+    file changes again). Runs until cancelled.
     """
     complaint: str | None = None
     while True:
         await asyncio.sleep(interval)
         try:
-            text = await asyncio.to_thread(_read, path)
+            pools = await asyncio.to_thread(pools_file.read)
         except OSError as e:
             if complaint != str(e):
                 log.warning("pools file unreadable, keeping the current pools: %s", e)
             complaint = str(e)
             continue
-        if text == last:
-            continue
-        last = text
-        try:
-            registry = parse_pools_text(text, path)
-            await pool_workers.apply(registry)
         except ConfigError as e:
-            log.error("pools file invalid, keeping the current pools: %s", e)
+            if complaint != str(e):
+                log.error("pools file invalid, keeping the current pools: %s", e)
             complaint = str(e)
+            continue
+        if pools is None:
+            continue
+        try:
+            await pool_workers.apply(pools)
         except Exception as e:  # a worker that cannot be built: same, keep what runs
             log.error("pools not applied, keeping the current pools: %s: %s", type(e).__name__, e)
         else:
             complaint = None
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 async def serve(
@@ -406,15 +465,15 @@ async def serve(
     worker runs (see :func:`follow_pools_file`). ``started`` is called once the workers run,
     with the object that manages the pool workers.
     """
-    watch: bytes | None = None
+    pools_file: PoolsFile | None = None
     if pools is None:
         if not settings.pools_file:
             raise ConfigError("KSWARM_POOLS_FILE: a worker needs a pools file")
+        pools_file = PoolsFile(settings.pools_file)
         try:
-            watch = _read(settings.pools_file)
+            pools = PoolRegistry(pools_file.read() or ())
         except OSError as e:
             raise ConfigError(f"pool config {settings.pools_file}: {e.strerror}") from e
-        pools = parse_pools_text(watch, settings.pools_file)
     ledger = await Ledger.connect(settings.database_url)
     llm = LLMClient()
     activities = SwarmActivities(ledger, llm, PoolRegistry(), tools or default_registry())
@@ -439,13 +498,10 @@ async def serve(
                 "worker running: queues=%s",
                 [task_queue, *pool_workers.task_queues.values()],
             )
-            if watch is not None and settings.pools_file:
+            if pools_file is not None:
                 following = asyncio.create_task(
                     follow_pools_file(
-                        settings.pools_file,
-                        pool_workers,
-                        interval=settings.pools_poll_seconds,
-                        last=watch,
+                        pools_file, pool_workers, interval=settings.pools_poll_seconds
                     ),
                     name="follow pools file",
                 )

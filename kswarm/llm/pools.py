@@ -16,6 +16,13 @@ for a ``ModelPool`` and the embedded stack writes for its simulator::
 Every validation error is a :class:`~kswarm.errors.ConfigError` naming the field, e.g.
 ``pools[1].replicas[0]: must be an http(s) base URL, got 'localhost:8000'``.
 
+A pool behind an API key gives it as ``apiKey`` (the key itself) or, better, as ``apiKeyFile``
+(a file that holds it, such as a mounted Secret; never both). Loading the document reads the file
+into :attr:`PoolConfig.api_key` (``read_keys=False`` leaves it unread, for a reader that is not
+where the file is, such as the operator); :func:`with_api_key` reads it again, so a worker that
+polls its files sees a rotated key, and :func:`pool_entry` writes the file's path back, never the
+key read from it.
+
 On Kubernetes the operator writes this document from the ``ModelPool`` objects of every
 namespace; their names are namespace-qualified, ``NAMESPACE/NAME`` (:func:`qualified_name`), so
 two namespaces may each have a pool ``fast`` and each gets its own task queue
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -48,7 +55,9 @@ __all__ = [
     "parse_pools_text",
     "pool_entry",
     "qualified_name",
+    "read_api_key",
     "split_name",
+    "with_api_key",
 ]
 
 DEFAULT_MAX_CONCURRENCY = 64
@@ -65,6 +74,7 @@ _FIELDS = {
     "rateLimit",
     "router",
     "apiKey",
+    "apiKeyFile",
     "requestTimeoutSeconds",
     "connectTimeoutSeconds",
     "stream",
@@ -87,6 +97,9 @@ class PoolConfig:
     """Replica choice: ``prefix-affinity``, ``least-load`` or ``round-robin``."""
     api_key: str | None = None
     """Sent as ``Authorization: Bearer``; ``None`` sends no header."""
+    api_key_file: str | None = None
+    """The file ``api_key`` comes from (``apiKeyFile``), e.g. a key of a mounted Secret; the
+    loader reads it (see :func:`with_api_key`), the document holds only its path."""
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     """Total time one attempt may take, streaming included."""
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
@@ -109,9 +122,11 @@ class PoolConfig:
     def __repr__(self) -> str:
         # The API key never reaches logs.
         key = "'***'" if self.api_key else "None"
+        from_file = f", api_key_file={self.api_key_file!r}" if self.api_key_file else ""
         return (
             f"PoolConfig(name={self.name!r}, model={self.model!r}, replicas={self.replicas!r}, "
-            f"router={self.router!r}, max_concurrency={self.max_concurrency}, api_key={key})"
+            f"router={self.router!r}, max_concurrency={self.max_concurrency}, "
+            f"api_key={key}{from_file})"
         )
 
 
@@ -175,7 +190,9 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
     }
     if pool.requests_per_second is not None:
         entry["rateLimit"] = {"requestsPerSecond": pool.requests_per_second}
-    if pool.api_key is not None:
+    if pool.api_key_file is not None:
+        entry["apiKeyFile"] = pool.api_key_file  # the path only: the key stays in its file
+    elif pool.api_key is not None:
         entry["apiKey"] = pool.api_key
     if pool.request_timeout_seconds != DEFAULT_REQUEST_TIMEOUT_SECONDS:
         entry["requestTimeoutSeconds"] = pool.request_timeout_seconds
@@ -186,36 +203,68 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
     return entry
 
 
-def load_pools(document: Mapping[str, Any]) -> PoolRegistry:
-    """Build a registry from ``{"pools": [...]}`` (camelCase keys, as in the YAML above)."""
+def load_pools(document: Mapping[str, Any], *, read_keys: bool = True) -> PoolRegistry:
+    """Build a registry from ``{"pools": [...]}`` (camelCase keys, as in the YAML above).
+
+    ``read_keys``: read each ``apiKeyFile`` now (a file that cannot be read is an error naming
+    the field); ``False`` leaves the pools' ``api_key`` unset, to be read by :func:`with_api_key`.
+    """
     if not isinstance(document, Mapping):
         raise ConfigError(f"pool config: must be a mapping, got {type(document).__name__}")
     items = document.get("pools")
     if not isinstance(items, list):
         raise ConfigError("pools: must be a list of pools")
-    return PoolRegistry(_parse_pool(item, f"pools[{i}]") for i, item in enumerate(items))
+    return PoolRegistry(
+        _parse_pool(item, f"pools[{i}]", read_keys=read_keys) for i, item in enumerate(items)
+    )
 
 
-def load_pools_file(path: str) -> PoolRegistry:
+def load_pools_file(path: str, *, read_keys: bool = True) -> PoolRegistry:
     """Read a YAML (or JSON) pool config file."""
     try:
         with open(path, "rb") as f:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"pool config {path}: {e.strerror}") from e
-    return parse_pools_text(text, path)
+    return parse_pools_text(text, path, read_keys=read_keys)
 
 
-def parse_pools_text(text: str | bytes, source: str) -> PoolRegistry:
+def parse_pools_text(text: str | bytes, source: str, *, read_keys: bool = True) -> PoolRegistry:
     """A registry from a pool config's YAML text; ``source`` names it in errors."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"pool config {source}: not valid YAML: {e}") from e
-    return load_pools(document or {})
+    return load_pools(document or {}, read_keys=read_keys)
 
 
-def _parse_pool(item: Any, path: str) -> PoolConfig:
+def read_api_key(path: str) -> str:
+    """The API key held in file ``path``, without the whitespace around it (a Secret written
+    with ``echo`` ends in a newline); :class:`ConfigError` saying why when there is none."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        key = raw.decode().strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    if not key:
+        raise ConfigError(f"{path} is empty")
+    return key
+
+
+def with_api_key(pool: PoolConfig) -> PoolConfig:
+    """``pool`` with the key its ``api_key_file`` holds now (``pool`` itself when it names no
+    file); :class:`ConfigError` when the file cannot be read or is empty."""
+    if pool.api_key_file is None:
+        return pool
+    key = read_api_key(pool.api_key_file)
+    return pool if key == pool.api_key else replace(pool, api_key=key)
+
+
+def _parse_pool(item: Any, path: str, *, read_keys: bool = True) -> PoolConfig:
     if not isinstance(item, Mapping):
         raise ConfigError(f"{path}: must be a mapping, got {type(item).__name__}")
     unknown = sorted(set(item) - _FIELDS)
@@ -242,6 +291,7 @@ def _parse_pool(item: Any, path: str) -> PoolConfig:
         "requests_per_second": rps,
         "router": item.get("router", DEFAULT_ROUTER),
         "api_key": item.get("apiKey"),
+        "api_key_file": item.get("apiKeyFile"),
         "request_timeout_seconds": item.get(
             "requestTimeoutSeconds", DEFAULT_REQUEST_TIMEOUT_SECONDS
         ),
@@ -251,6 +301,16 @@ def _parse_pool(item: Any, path: str) -> PoolConfig:
         "stream": item.get("stream", False),
     }
     _validate(fields, path, camel=True)
+    if fields["api_key_file"] is not None:
+        if fields["api_key"] is not None:
+            raise ConfigError(
+                f"{path}.apiKeyFile: not together with apiKey; give the key one way, not both"
+            )
+        if read_keys:
+            try:
+                fields["api_key"] = read_api_key(fields["api_key_file"])
+            except ConfigError as e:
+                raise ConfigError(f"{path}.apiKeyFile: {e}") from None
     return PoolConfig(**fields)
 
 
@@ -265,6 +325,7 @@ _CAMEL = {
     "max_concurrency": "maxConcurrency",
     "requests_per_second": "rateLimit.requestsPerSecond",
     "api_key": "apiKey",
+    "api_key_file": "apiKeyFile",
     "request_timeout_seconds": "requestTimeoutSeconds",
     "connect_timeout_seconds": "connectTimeoutSeconds",
 }
@@ -304,6 +365,9 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
         )
     if values["api_key"] is not None and not isinstance(values["api_key"], str):
         raise ConfigError(f"{at('api_key')}: must be a string")
+    key_file = values.get("api_key_file")
+    if key_file is not None and (not isinstance(key_file, str) or not key_file):
+        raise ConfigError(f"{at('api_key_file')}: must be a file path, got {key_file!r}")
     for key in ("request_timeout_seconds", "connect_timeout_seconds"):
         if not _positive_number(values[key]):
             raise ConfigError(f"{at(key)}: must be a number of seconds > 0, got {values[key]!r}")

@@ -1,9 +1,11 @@
-"""The workers' pools document built from ModelPool objects, and how a job's pool names resolve
-against it (pure functions: the e2e tests run them against a real API server and worker)."""
+"""The workers' pools document built from ModelPool objects, the API keys that travel beside it,
+and how a job's pool names resolve against it (pure functions, and the publisher against a
+stand-in API: the e2e tests run them against a real API server and worker)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,16 @@ import yaml
 
 from kswarm.errors import ConfigError, SpecError
 from kswarm.llm.pools import PoolConfig, load_pools, pool_entry
+from kswarm.operator.kube import KubeNotFound, KubeRefused, KubeRetryable
 from kswarm.operator.swarmjobs import PoolMissing, resolve_pool, resolve_pools
 from kswarm.operator.workerpools import (
+    CONFIGMAP_KEY,
     PoolLeftOut,
+    PoolPublisher,
     build_document,
     load_static_pools,
     model_pool_entry,
+    read_api_keys,
     report,
 )
 from kswarm.spec import parse_spec
@@ -33,8 +39,8 @@ def modelpool(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
 
 
 def read_back(text: str) -> dict[str, PoolConfig]:
-    """The document as a worker reads it."""
-    return {p.name: p for p in load_pools(yaml.safe_load(text))}
+    """The document as a worker reads it (key files are the workers', not here)."""
+    return {p.name: p for p in load_pools(yaml.safe_load(text), read_keys=False)}
 
 
 # --------------------------------------------------------------------------- one entry
@@ -176,12 +182,181 @@ def test_a_pool_without_an_endpoint_is_left_out_logged_once_and_the_rest_still_s
     assert again == logged
 
 
-def test_an_api_key_secret_is_not_copied_into_the_configmap_and_that_is_said() -> None:
-    pool = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "key"})
-    doc = build_document([pool])
-    assert read_back(doc.text)["ns/remote"].api_key is None
-    assert "apiKey" not in doc.text
-    assert "spec.apiKeySecret" in doc.warnings["ns/remote"]
+def test_a_pool_with_an_api_key_secret_names_its_key_file_and_the_key_goes_to_the_secret() -> None:
+    pools = [
+        modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "k"}),
+        modelpool("ns", "big", replicas=1, apiKeySecret={"name": "k", "key": "token"}),
+        modelpool("ns", "open", simulator={}),
+    ]
+    doc = build_document(pools, keys={"ns/remote": "sk-remote", "ns/big": "sk-big"})
+    assert doc.pools == ("ns/big", "ns/open", "ns/remote") and doc.left_out == {}
+    assert doc.keys == {"ns.big": "sk-big", "ns.remote": "sk-remote"}
+    back = read_back(doc.text)
+    assert back["ns/remote"].api_key_file == "/etc/kswarm/pool-keys/ns.remote"
+    assert back["ns/big"].api_key_file == "/etc/kswarm/pool-keys/ns.big"
+    assert back["ns/open"].api_key_file is None
+    assert all(p.api_key is None for p in back.values())
+    # The key itself is in neither the ConfigMap's text nor anything that may be logged.
+    for text in (doc.text, repr(doc), str(doc)):
+        assert "sk-remote" not in text and "sk-big" not in text
+    elsewhere = build_document(pools[:1], keys={"ns/remote": "sk-remote"}, keys_dir="/keys/")
+    assert read_back(elsewhere.text)["ns/remote"].api_key_file == "/keys/ns.remote"
+
+
+@pytest.mark.parametrize(
+    ("keys", "name", "reason"),
+    [
+        pytest.param(
+            {"ns/remote": PoolLeftOut("spec.apiKeySecret: Secret ns/k does not exist")},
+            "remote",
+            "spec.apiKeySecret: Secret ns/k does not exist",
+            id="unreadable",
+        ),
+        pytest.param({}, "remote", "spec.apiKeySecret: the key was not read", id="not-read"),
+        pytest.param(
+            {f"ns/{'r' * 251}": "sk-1"}, "r" * 251, "longer than 253 characters", id="too-long"
+        ),
+    ],
+)
+def test_a_pool_whose_key_cannot_reach_the_workers_is_left_out_with_the_reason(
+    keys: dict[str, Any], name: str, reason: str
+) -> None:
+    pools = [
+        modelpool("ns", name, endpoint="http://r:8000", apiKeySecret={"name": "k"}),
+        modelpool("ns", "open", simulator={}),
+    ]
+    doc = build_document(pools, keys=keys)
+    assert doc.pools == ("ns/open",)
+    assert reason in doc.left_out[f"ns/{name}"]
+    assert doc.keys == {}
+    assert list(read_back(doc.text)) == ["ns/open"]
+
+
+class KubeStandIn:
+    """The few KubeApi calls the publisher makes, recorded; Secrets by ``(namespace, name)``."""
+
+    def __init__(self, pools: list[dict[str, Any]], secrets: dict[tuple[str, str], Any]) -> None:
+        self.pools, self.secrets = pools, secrets
+        self.writes: list[tuple[str, str, dict[str, str]]] = []
+        self.refuse_writes: Exception | None = None
+
+    async def list_objects(
+        self, group: str, version: str, plural: str, namespaces: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        return self.pools
+
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        found = self.secrets.get((namespace, name))
+        if isinstance(found, Exception):
+            raise found
+        if found is None:
+            raise KubeNotFound(f"read secret {namespace}/{name}", 404, "Not Found")
+        return dict(found)
+
+    async def apply_secret(
+        self, namespace: str, name: str, data: Mapping[str, str], **_: Any
+    ) -> None:
+        if self.refuse_writes is not None:
+            raise self.refuse_writes
+        self.writes.append(("Secret", f"{namespace}/{name}", dict(data)))
+
+    async def apply_config_map(
+        self, namespace: str, name: str, data: Mapping[str, str], **_: Any
+    ) -> None:
+        self.writes.append(("ConfigMap", f"{namespace}/{name}", dict(data)))
+
+
+FORBIDDEN = KubeRefused("read secret ns/locked", 403, "Forbidden")
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        pytest.param(None, "Secret ns/k does not exist", id="no-secret"),
+        pytest.param({"other": b"x"}, "Secret ns/k has no key 'api-key'", id="no-key"),
+        pytest.param({"api-key": b" \n"}, "the value of 'api-key' is empty", id="empty"),
+        pytest.param(FORBIDDEN, "cannot be read by the operator (HTTP 403)", id="no-rbac"),
+    ],
+)
+async def test_read_api_keys_says_why_a_secret_gives_no_key(secret: Any, reason: str) -> None:
+    pool = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "k"})
+    api: Any = KubeStandIn([pool], {("ns", "k"): secret} if secret is not None else {})
+    keys = await read_api_keys(api, [pool])
+    assert isinstance(keys["ns/remote"], PoolLeftOut)
+    assert str(keys["ns/remote"]).startswith("spec.apiKeySecret: Secret ns/k")
+    assert reason in str(keys["ns/remote"])
+    doc = build_document([pool], keys=keys)
+    assert reason in doc.left_out["ns/remote"] and doc.pools == ()
+
+
+async def test_read_api_keys_reads_the_named_key_and_leaves_a_busy_api_server_to_a_retry() -> None:
+    pool = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "k"})
+    other = modelpool("ns", "big", replicas=1, apiKeySecret={"name": "k2", "key": "token"})
+    api: Any = KubeStandIn(
+        [pool, other], {("ns", "k"): {"api-key": b"sk-1\n"}, ("ns", "k2"): {"token": b"sk-2"}}
+    )
+    assert await read_api_keys(api, [pool, other, modelpool("ns", "x", simulator={})]) == {
+        "ns/remote": "sk-1",
+        "ns/big": "sk-2",
+    }
+    api.secrets[("ns", "k")] = KubeRetryable("read secret ns/k", 503, "busy")
+    with pytest.raises(KubeRetryable):
+        await read_api_keys(api, [pool])
+
+
+async def test_the_publisher_writes_the_keys_secret_before_the_configmap_and_only_on_change() -> (
+    None
+):
+    remote = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "k"})
+    api: Any = KubeStandIn([remote], {("ns", "k"): {"api-key": b"sk-1"}})
+    publisher = PoolPublisher(api, namespace="kswarm-system", keys_dir="/keys")
+    doc = await publisher.publish()
+    assert [(kind, where) for kind, where, _ in api.writes] == [
+        ("Secret", "kswarm-system/kswarm-pool-keys"),
+        ("ConfigMap", "kswarm-system/kswarm-pools"),
+    ]
+    assert api.writes[0][2] == {"ns.remote": "sk-1"}
+    configmap = api.writes[1][2][CONFIGMAP_KEY]
+    assert "apiKeyFile: /keys/ns.remote" in configmap and "sk-1" not in configmap
+    assert doc.pools == ("ns/remote",)
+
+    await publisher.publish()  # nothing changed: nothing written
+    assert len(api.writes) == 2
+    await publisher.publish(force=True)  # a resync writes both again
+    assert [kind for kind, _, _ in api.writes[2:]] == ["Secret", "ConfigMap"]
+
+    api.secrets[("ns", "k")] = {"api-key": b"sk-2"}  # rotated: only the Secret changes
+    await publisher.publish()
+    assert api.writes[4:] == [("Secret", "kswarm-system/kswarm-pool-keys", {"ns.remote": "sk-2"})]
+
+    api.pools = [modelpool("ns", "open", simulator={})]  # the pool is gone: so is its key
+    await publisher.publish()
+    assert api.writes[5][0:3:2] == ("Secret", {})
+    assert api.writes[6][0] == "ConfigMap"
+
+
+async def test_a_keys_secret_the_operator_cannot_write_leaves_the_keyed_pools_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    remote = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "k"})
+    api: Any = KubeStandIn(
+        [remote, modelpool("ns", "open", simulator={})], {("ns", "k"): {"api-key": b"sk-1"}}
+    )
+    api.refuse_writes = KubeRefused("apply Secret kswarm-system/kswarm-pool-keys", 403, "no")
+    publisher = PoolPublisher(api, namespace="kswarm-system")
+    with caplog.at_level(logging.WARNING, logger="kswarm.operator.workerpools"):
+        doc = await publisher.publish()
+        await publisher.publish()
+    assert doc.pools == ("ns/open",)
+    assert "cannot pass the key on to the workers" in doc.left_out["ns/remote"]
+    assert "kswarm-system/kswarm-pool-keys: HTTP 403" in doc.left_out["ns/remote"]
+    assert [kind for kind, _, _ in api.writes] == ["ConfigMap"]  # the other pools still go
+    refusals = [r for r in caplog.records if "pool keys not written" in r.getMessage()]
+    assert len(refusals) == 1
+
+    api.refuse_writes = None  # RBAC fixed: the pool is served from the next pass
+    doc = await publisher.publish()
+    assert doc.pools == ("ns/open", "ns/remote")
 
 
 def test_an_empty_cluster_gives_an_empty_list_the_workers_accept() -> None:

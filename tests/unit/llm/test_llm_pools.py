@@ -17,6 +17,7 @@ from kswarm.llm.pools import (
     pool_entry,
     qualified_name,
     split_name,
+    with_api_key,
 )
 
 
@@ -85,6 +86,8 @@ def test_names_its_task_queue_after_the_pool() -> None:
         pytest.param({"model": ""}, "pools[0].model", id="model"),
         pytest.param({"stream": "yes"}, "pools[0].stream", id="stream"),
         pytest.param({"replica": "x"}, "pools[0].replica", id="unknown-field"),
+        pytest.param({"apiKeyFile": ""}, "pools[0].apiKeyFile", id="key-file-empty-path"),
+        pytest.param({"apiKeyFile": 3}, "pools[0].apiKeyFile", id="key-file-not-a-path"),
     ],
 )
 def test_refuses_a_bad_field_and_names_it(changes: dict[str, Any], field: str) -> None:
@@ -168,3 +171,67 @@ def test_pool_entry_writes_what_load_pools_reads_back() -> None:
     assert back == pool
     plain = pool_entry(PoolConfig(name="p", model="m", replicas=("http://h:1",)))
     assert set(plain) == {"name", "model", "replicas", "maxConcurrency", "router"}
+
+
+# --------------------------------------------------------------------------- API key files
+
+
+def test_reads_the_api_key_from_its_file_and_writes_back_only_the_path(tmp_path: Path) -> None:
+    key_file = tmp_path / "team-a.remote"
+    key_file.write_text("sk-from-a-secret\n")  # `kubectl create secret --from-file` keeps it
+    pool = load_pools(pool_doc(apiKeyFile=str(key_file))).get("default")
+    assert pool.api_key == "sk-from-a-secret"
+    assert pool.api_key_file == str(key_file)
+    assert "sk-from-a-secret" not in repr(pool) and str(key_file) in repr(pool)
+    entry = pool_entry(pool)
+    assert entry["apiKeyFile"] == str(key_file) and "apiKey" not in entry
+    (back,) = load_pools({"pools": [entry]})
+    assert back == pool
+
+
+def test_refuses_an_api_key_and_an_api_key_file_together(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-1")
+    with pytest.raises(ConfigError) as e:
+        load_pools(pool_doc(apiKey="sk-2", apiKeyFile=str(key_file)))
+    assert str(e.value).startswith("pools[0].apiKeyFile: not together with apiKey")
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        pytest.param(None, "cannot read", id="missing"),
+        pytest.param(" \n", "is empty", id="empty"),
+        pytest.param(b"\xff\xfe", "not UTF-8", id="binary"),
+    ],
+)
+def test_a_key_file_without_a_key_is_an_error_naming_the_field_and_the_file(
+    tmp_path: Path, content: str | bytes | None, why: str
+) -> None:
+    key_file = tmp_path / "key"
+    if isinstance(content, bytes):
+        key_file.write_bytes(content)
+    elif content is not None:
+        key_file.write_text(content)
+    with pytest.raises(ConfigError) as e:
+        load_pools(pool_doc(apiKeyFile=str(key_file)))
+    assert str(e.value).startswith("pools[0].apiKeyFile: ")
+    assert str(key_file) in str(e.value) and why in str(e.value)
+
+
+def test_read_keys_false_leaves_the_file_for_with_api_key_which_reads_it_each_time(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "key"
+    pool = load_pools(pool_doc(apiKeyFile=str(key_file)), read_keys=False).get("default")
+    assert pool.api_key is None  # not there yet, and not read
+    with pytest.raises(ConfigError, match=f"cannot read {key_file}"):
+        with_api_key(pool)
+    key_file.write_text("sk-1\n")
+    first = with_api_key(pool)
+    assert first.api_key == "sk-1" and with_api_key(first) is first
+    key_file.write_text("sk-2")  # rotated
+    second = with_api_key(first)
+    assert second.api_key == "sk-2" and second != first
+    plain = load_pools(pool_doc()).get("default")
+    assert with_api_key(plain) is plain
