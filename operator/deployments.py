@@ -2,7 +2,8 @@
 
 A ModelPool with ``spec.replicas`` runs vLLM's OpenAI-compatible server (``vllm serve MODEL
 --enable-prefix-caching --enable-auto-tool-choice --tool-call-parser ...``); one with
-``spec.simulator`` runs ``kswarm sim`` from the kswarm image, for clusters without GPUs. Both
+``spec.simulator`` runs ``kswarm sim`` from the kswarm image, for clusters without GPUs. With
+``spec.apiKeySecret`` either server requires that key (read from the Secret into its env). Both
 get a ClusterIP Service on port 8000 and owner references to the pool, so deleting the pool
 deletes them. Rendering is pure: the handlers apply what comes out (server-side apply), and the
 tests read it back from the API server.
@@ -132,17 +133,18 @@ def _vllm_container(spec: Mapping[str, Any]) -> dict[str, Any]:
         "livenessProbe": _probe("/health", 15, 4),
         "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
     }
-    secret = spec.get("apiKeySecret")
-    if secret:
-        container["env"] = [
-            {
-                "name": "VLLM_API_KEY",
-                "valueFrom": {
-                    "secretKeyRef": {"name": secret["name"], "key": secret.get("key", "api-key")}
-                },
-            }
-        ]
+    container.update(_api_key_env(spec, "VLLM_API_KEY"))
     return container
+
+
+def _api_key_env(spec: Mapping[str, Any], variable: str) -> dict[str, Any]:
+    """The key of ``spec.apiKeySecret`` in ``variable``, where vLLM (``VLLM_API_KEY``) and
+    ``kswarm sim`` (``KSWARM_SIM_API_KEY``) take the key they then require."""
+    secret = spec.get("apiKeySecret")
+    if not secret:
+        return {}
+    ref = {"name": secret["name"], "key": secret.get("key", "api-key")}
+    return {"env": [{"name": variable, "valueFrom": {"secretKeyRef": ref}}]}
 
 
 def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
@@ -166,6 +168,7 @@ def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
         "image": image,
         "command": ["kswarm", "sim"],
         "args": args,
+        **_api_key_env(spec, "KSWARM_SIM_API_KEY"),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},

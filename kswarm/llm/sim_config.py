@@ -18,7 +18,7 @@ import importlib
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 __all__ = [
@@ -87,6 +87,9 @@ class SimConfig:
     """Real seconds after which a hung request is answered 504 anyway."""
     behaviour: Behaviour | None = None
     """What the model answers; ``None`` means the default (see the module docstring)."""
+    api_key: str | None = field(default=None, repr=False)
+    """vLLM's ``--api-key``: every ``/v1/*`` request must carry ``Authorization: Bearer KEY``
+    or gets 401 (``/health`` and ``/metrics`` stay open, as in vLLM); ``None``: no check."""
 
     def __post_init__(self) -> None:
         for name in ("fail_503_rate", "fail_500_rate", "fail_429_rate", "slow_rate", "hang_rate"):
@@ -101,6 +104,8 @@ class SimConfig:
             raise ValueError("time_scale, itl_seconds, itl_seconds_per_extra_seq: must be >= 0")
         if self.slow_factor < 1:
             raise ValueError(f"slow_factor: must be >= 1, got {self.slow_factor}")
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key: must not be empty (None turns the check off)")
 
     def itl(self, batch: int) -> float:
         """Modelled (unscaled) seconds per output token with ``batch`` sequences decoding."""

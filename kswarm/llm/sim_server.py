@@ -8,6 +8,10 @@ last chunk), the same errors (404 ``NotFoundError`` for an unknown model, 400 fo
 body). One extra top-level field, ``"kswarm": {"model_seconds", "replica", "wall_seconds"}``,
 tells the caller what the request cost in modelled (scaled) seconds.
 
+With ``api_key`` set (``kswarm sim --api-key KEY``, or ``KSWARM_SIM_API_KEY``), it checks keys as
+``vllm serve --api-key`` does: a ``/v1/*`` request without ``Authorization: Bearer KEY`` gets
+401, with an OpenAI-style error body; ``/health`` and ``/metrics`` stay open.
+
 Faults come from the configured rates or, for one request, from an extra body field
 ``kswarm_fault``: ``"503"``, ``"500"``, ``"429"``, ``"hang"`` or ``"slow"``, optionally
 ``"503:2"`` to fault only the first two times this replica sees the same messages (so a test can
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import random
@@ -25,6 +30,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from kswarm.llm import sim_protocol as protocol
 from kswarm.llm.sim_config import FAULT_KINDS, SimConfig, resolve_behaviour
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _ERROR_TYPES = {
     400: "BadRequestError",
+    401: "AuthenticationError",
     404: "NotFoundError",
     429: "RateLimitError",
     500: "InternalServerError",
@@ -83,12 +90,27 @@ class SimService:
         self._behaviour = resolve_behaviour(config)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self.authorize])
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         return app
+
+    @web.middleware
+    async def authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """vLLM's ``--api-key`` check, read per request (so :meth:`reconfigure` rotates it)."""
+        key = self.config.api_key
+        if key is None or not request.path.startswith("/v1") or request.method == "OPTIONS":
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer "):
+            return error_response(
+                401, "Missing API key: send the header Authorization: Bearer <API key>."
+            )
+        if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+            return error_response(401, "Incorrect API key provided.")
+        return await handler(request)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.healthy else 503)

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 SHUTDOWN_TIMEOUT_SECONDS = 0.5
+API_KEY_ENV = "KSWARM_SIM_API_KEY"
+"""Where ``--api-key`` comes from when not given (a Secret's key, in a pod): not vLLM's own
+``VLLM_API_KEY``, which a user of vLLM may have set where the embedded stack runs its simulator."""
 BACKLOG = 4096
 """Listen backlog: 1,000 clients connecting at once must not overflow it (SYN retries cost 1 s)."""
 
@@ -162,8 +166,10 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     urls = " ".join(r.url for r in running)
+    keyed = ", API key required" if config.api_key else ""
     print(
-        f"kswarm sim: model {config.model!r}, time scale {config.time_scale:g}: {urls}", flush=True
+        f"kswarm sim: model {config.model!r}, time scale {config.time_scale:g}{keyed}: {urls}",
+        flush=True,
     )
     try:
         await stop.wait()
@@ -202,6 +208,12 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
             flag, dest=field, type=kind, default=default, help=f"{text} ({default})"
         )
     parser.add_argument(
+        "--api-key",
+        default=None,
+        help="as vllm serve --api-key: /v1/* requests must send Authorization: Bearer KEY "
+        "(default: $KSWARM_SIM_API_KEY, else no check)",
+    )
+    parser.add_argument(
         "--behaviour",
         default=None,
         metavar="MODULE:FUNCTION",
@@ -227,9 +239,11 @@ def load_behaviour(ref: str) -> Behaviour:
 
 def sim_config_from_args(ns: argparse.Namespace) -> SimConfig:
     behaviour = getattr(ns, "behaviour", None)
+    api_key = getattr(ns, "api_key", None) or os.environ.get(API_KEY_ENV) or None
     return SimConfig(
         **{field: getattr(ns, field) for _, field, _, _ in _FLAGS},
         behaviour=load_behaviour(behaviour) if behaviour else None,
+        api_key=api_key,
     )
 
 
