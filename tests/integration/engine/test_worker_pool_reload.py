@@ -260,3 +260,72 @@ async def test_a_worker_without_a_pools_file_names_the_variable(temporal: DevSer
 
     with pytest.raises(ConfigError, match="KSWARM_POOLS_FILE"):
         await serve(Settings(temporal_address=temporal.address))
+
+
+async def test_a_pool_behind_an_api_key_is_served_once_its_key_file_is_there_and_follows_it(
+    temporal: DevServer, volume: Path, tmp_path: Path
+) -> None:
+    """The operator's Secret and ConfigMap reach a worker as two volumes that the kubelet updates
+    independently: the pool's entry may come first, and a rotated key changes only the Secret."""
+    ns = f"team-{uuid.uuid4().hex[:6]}"
+    (sim,) = await start_replicas(1, SimConfig(time_scale=FAST, api_key="sk-1"))
+    key_file = tmp_path / "pool-keys" / f"{ns}.keyed"  # the Secret's mount, empty so far
+    pool = PoolConfig(
+        name=f"{ns}/keyed", model=sim.config.model, replicas=(sim.url,), api_key_file=str(key_file)
+    )
+    write_volume(volume, document(pool))
+    assert "apiKeyFile" in (volume / "pools.yaml").read_text()
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = await Ledger.connect(ledger_url, migrate=True)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        temporal_address=temporal.address,
+        database_url=ledger_url,
+        pools_file=str(volume / "pools.yaml"),
+        pools_poll_seconds=POLL,
+    )
+    stop = asyncio.Event()
+    running: asyncio.Future[PoolWorkers] = asyncio.get_running_loop().create_future()
+    worker = asyncio.create_task(
+        serve(settings, stop=stop, task_queue=queue, started=running.set_result)
+    )
+    client = await Client.connect(temporal.address, plugins=temporal_plugins(metrics=False))
+
+    async def run_job() -> str:
+        m = example("quickstart")
+        m["metadata"].update(uid=uuid.uuid4().hex[:12], namespace=ns)
+        m["spec"]["orchestrator"] = {"pool": pool.name}
+        m["spec"]["subagents"]["pool"] = pool.name
+        parsed = parse_manifest(m)
+        inp = SwarmJobInput(name="job", namespace=ns, uid=parsed.uid, spec=parsed.spec)
+        result = await client.execute_workflow(
+            SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=queue
+        )
+        assert result.phase == "Succeeded", result.reason
+        calls = await ledger.list_model_calls(inp.uid)
+        assert calls and {(c.status, c.attempt) for c in calls} == {("ok", 1)}
+        return inp.uid
+
+    try:
+        pools = await asyncio.wait_for(asyncio.shield(running), 30)
+        await asyncio.sleep(POLL * 3)
+        assert pools.task_queues == {}  # its entry is there, its key is not: not served yet
+
+        key_file.parent.mkdir()
+        key_file.write_text("sk-1\n")
+        await until("the keyed pool's worker", lambda: pool.name in pools.task_queues)
+        await run_job()
+
+        # Rotation: the server's key, then the mounted file; the pools file stays the same.
+        sim.reconfigure(api_key="sk-2")
+        key_file.write_text("sk-2\n")
+        await until(
+            "the rotated key", lambda: pools.activities.pools.get(pool.name).api_key == "sk-2"
+        )
+        assert pools.started[pool.name] == 1  # the same worker, with the new config
+        await run_job()
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 60)
+        await ledger.close()
+        await stop_replicas([sim])
