@@ -69,6 +69,17 @@ def _step_of(message: dict[str, Any]) -> int | None:
     return int(meta["step"]) if isinstance(meta, dict) and "step" in meta else None
 
 
+def _last_replica(history: list[dict[str, Any]]) -> str | None:
+    """The replica that answered the agent's last model call: its prefix cache holds the
+    conversation, so the next call should go there (``ChatRequest.replica_hint``)."""
+    for m in reversed(history):
+        meta = m.get("_kswarm")
+        if m.get("role") == "assistant" and isinstance(meta, dict):
+            replica = meta.get("replica")
+            return replica if isinstance(replica, str) else None
+    return None
+
+
 def _prompt_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     steps = [s for m in history if (s := _step_of(m)) is not None]
     horizon = (max(steps) - VISIBLE_TOOL_STEPS + 1) if steps else 0
@@ -397,6 +408,7 @@ class SwarmActivities:
             temperature=0.0,
             extra_body=extra,
             prefix_key=f"{inp.job_uid}/{inp.agent_id}",
+            replica_hint=_last_replica(history),
             stream=pool.stream,
         )
         offset = (activity.info().attempt - 1) * inp.retry.max_attempts
@@ -435,7 +447,7 @@ class SwarmActivities:
         result = await self.client.chat(pool, request, retry=retry, on_attempt=on_attempt)
         message = dict(result.message)
         message["role"] = "assistant"
-        message["_kswarm"] = {"step": inp.step}
+        message["_kswarm"] = {"step": inp.step, "replica": result.replica}
         model_seconds = (
             result.model_seconds if result.model_seconds is not None else result.latency_seconds
         )

@@ -48,6 +48,11 @@ class ChatRequest:
     prefix_key: str | None = None
     """Routing key: calls sharing a long prompt prefix should share it. For swarms use
     ``"<job>/<agent>"``: the job's prefix is cached on two replicas, each agent sticks to one."""
+    replica_hint: str | None = None
+    """Base URL of the replica that answered this conversation's previous call, whose prefix
+    cache holds the conversation so far. ``prefix-affinity`` keeps the call there while that
+    replica is in rotation, has a free slot and stays under the sticky load bound
+    (``RouterSettings.sticky_bound_factor``); other policies ignore it."""
 
     def body(self, default_model: str) -> dict[str, Any]:
         """The JSON body of ``POST /v1/chat/completions``."""

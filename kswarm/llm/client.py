@@ -177,7 +177,9 @@ class LLMClient:
             await self._pace(pool)
             started_at = time.time()
             try:
-                replica = await router.acquire(request.prefix_key, avoid=failed)
+                replica = await router.acquire(
+                    request.prefix_key, avoid=failed, hint=request.replica_hint
+                )
             except ReplicaUnavailable as e:
                 attempt = Attempt(
                     number=number,

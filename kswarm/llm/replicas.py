@@ -43,6 +43,10 @@ class RouterSettings:
     bound_factor: float = 1.25
     """``c`` of the bounded-load rule: a replica whose load reaches ``ceil(c * mean) + 1`` spills
     the request to the next replica in the prefix's order."""
+    sticky_bound_factor: float = 1.5
+    """``c`` of the bounded-load rule for a call with a replica hint (the replica that served
+    the conversation's previous call): moving it loses the conversation's cached prefix, so
+    it stays unless that replica is further above the mean than a new placement may be."""
     eject_after_errors: int = 3
     """Consecutive failed requests that eject a replica."""
     eject_cooldown_seconds: float = 10.0

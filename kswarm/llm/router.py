@@ -96,11 +96,19 @@ class Router:
 
     # Choosing ----------------------------------------------------------------------------
 
-    def choose(self, prefix_key: str | None, *, avoid: Collection[str] = ()) -> ReplicaState | None:
+    def choose(
+        self,
+        prefix_key: str | None,
+        *,
+        avoid: Collection[str] = (),
+        hint: str | None = None,
+    ) -> ReplicaState | None:
         """The replica for the next request, or ``None`` when every open one is full.
 
         ``avoid`` names replicas that already failed this call; they are used only when no
-        other replica is in rotation. Raises :class:`ReplicaUnavailable` when all are ejected.
+        other replica is in rotation. ``hint`` is the replica that served the conversation's
+        previous call (``prefix-affinity`` only). Raises :class:`ReplicaUnavailable` when all
+        are ejected.
         """
         live = [r for r in self.replicas if not r.ejected]
         if not live:
@@ -117,9 +125,16 @@ class Router:
         now = self._clock()
         if self.policy == "round-robin":
             return self._round_robin(open_)
-        if self.policy == "least-load" or prefix_key is None:
+        if self.policy == "least-load":
             return self._least(open_, lambda r: r.score(now, self.settings))
         total = sum(r.load(now, self.settings) for r in live)
+        sticky = self._by_url.get(hint) if hint is not None else None
+        if sticky is not None and sticky in open_:
+            limit = bounded_load_limit(total, len(live), self.settings.sticky_bound_factor)
+            if sticky.load(now, self.settings) < limit:
+                return sticky
+        if prefix_key is None:
+            return self._least(open_, lambda r: r.score(now, self.settings))
         limit = bounded_load_limit(total, len(live), self.settings.bound_factor)
         for replica in rendezvous_order(prefix_key, open_):
             if replica.load(now, self.settings) < limit:
@@ -144,11 +159,13 @@ class Router:
         self._next = (order[best.url] + 1) % n
         return best
 
-    async def acquire(self, prefix_key: str | None, *, avoid: Collection[str] = ()) -> str:
+    async def acquire(
+        self, prefix_key: str | None, *, avoid: Collection[str] = (), hint: str | None = None
+    ) -> str:
         """Reserve a slot on a replica (waiting while all are full); its base URL."""
         self._ensure_started()
         while True:
-            replica = self.choose(prefix_key, avoid=avoid)
+            replica = self.choose(prefix_key, avoid=avoid, hint=hint)
             if replica is not None:
                 replica.in_flight += 1
                 replica.dispatched += 1

@@ -110,3 +110,25 @@ async def test_a_streaming_pool_records_every_calls_time_to_first_token_and_mode
         )
     else:
         assert ttfts == [None] * len(calls)
+
+
+async def test_each_agents_model_calls_stay_on_the_replica_that_holds_its_conversation(
+    make_stack: StackFactory,
+) -> None:
+    """Every answer is stored with the replica that gave it, and the next step of the agent
+    asks the router for that replica (``replica_hint``): all of an agent's calls land on one of
+    the 4 replicas, where its conversation's prefix is cached."""
+    async with make_stack(replicas=4) as stack:
+        inp = stack.job(QUICK)
+        result = await stack.run(inp)
+        await stack.ledger.flush()
+        calls = await stack.ledger.list_model_calls(inp.uid)
+        agents = {c.agent_id for c in calls}
+        stored = {a: await stack.ledger.get_messages(a) for a in agents}
+    assert result.phase == "Succeeded", result.reason
+    served = {(c.agent_id, c.step): c.replica for c in calls if c.status == "ok"}
+    for agent, messages in stored.items():
+        answers = [m["_kswarm"] for m in messages if m.get("role") == "assistant"]
+        assert answers, agent
+        assert all(a["replica"] == served[agent, a["step"]] for a in answers), agent
+        assert len({a["replica"] for a in answers}) == 1, f"{agent} moved between replicas"

@@ -189,3 +189,40 @@ async def test_a_group_key_spreads_a_group_over_two_replicas_and_keeps_each_memb
     used = set().union(*homes.values())
     assert len(used) == 2
     assert used == {s.url for s in rendezvous_order("job-1", r.replicas)[:2]}
+
+
+async def test_a_replica_hint_keeps_a_spilled_conversation_where_its_prefix_is_cached() -> None:
+    """A member spilled off its hashed home by the bounded-load rule has its conversation cached
+    on the spill replica: with the hint its next call goes back there, not to the hashed home."""
+    r = router("prefix-affinity")
+    home = rendezvous_order("job-1/agent-0", r.replicas)[0].url
+    spill = next(u for u in URLS if u != home)
+    assert await r.acquire("job-1/agent-0", hint=spill) == spill
+    r.release(spill, "ok")
+    assert await r.acquire("job-1/agent-0") == home, "without a hint the hash decides"
+
+
+async def test_a_replica_hint_gives_way_above_the_sticky_bound_and_when_out_of_rotation() -> None:
+    r = router("prefix-affinity")
+    hinted = URLS[0]
+    held = [await r.acquire(f"job-{i}", hint=hinted) for i in range(40)]
+    total = len(held)
+    # The hint holds until the replica reaches ceil(1.5 * mean) + 1 of the load, then spills.
+    assert 1.5 * total / len(URLS) <= held.count(hinted) <= 1.5 * total / len(URLS) + 2
+    assert len(set(held)) > 1
+    for url in held:
+        r.release(url, "ok")
+    assert await r.acquire("job-x", hint=hinted, avoid={hinted}) != hinted
+    r.replicas[0].eject(r._clock(), r.settings)
+    assert await r.acquire("job-x", hint=hinted) != hinted
+
+
+@pytest.mark.parametrize("policy", ["round-robin", "least-load"])
+async def test_other_policies_ignore_the_replica_hint(policy: str) -> None:
+    r = router(policy)
+    picks = set()
+    for _ in range(8):
+        url = await r.acquire(None, hint=URLS[0])
+        r.release(url, "ok")
+        picks.add(url)
+    assert len(picks) == len(URLS)
