@@ -160,21 +160,31 @@ def kswarm_operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[operator_support.OperatorProcess]:
     """The operator as a subprocess, running as the ServiceAccount of deploy/'s RBAC, with the
-    worker following the pools ConfigMap it writes."""
+    worker following the pools ConfigMap and the pool-keys Secret it writes."""
     operator_support.apply_operator_identity(control_plane.kubectl)
     home = tmp_path_factory.mktemp("operator")
     kubeconfig = operator_support.service_account_kubeconfig(
         control_plane.kubectl, control_plane.kubeconfig, home / "kubeconfig"
     )
     proc = operator_support.OperatorProcess(kubeconfig, swarm, home / "operator.log")
-    mirror = operator_support.ConfigMapMirror(control_plane.kubeconfig, swarm.pools_volume)
-    mirror.start()
+    mirrors = [
+        operator_support.VolumeMirror(control_plane.kubeconfig, swarm.pools_volume),
+        operator_support.VolumeMirror(
+            control_plane.kubeconfig,
+            swarm.keys_volume,
+            kind="Secret",
+            name=operator_support.POOL_KEYS_SECRET,
+        ),
+    ]
+    for mirror in mirrors:
+        mirror.start()
     proc.start()
     try:
         yield proc
     finally:
         proc.stop()
-        mirror.stop()
+        for mirror in mirrors:
+            mirror.stop()
 
 
 @pytest.fixture

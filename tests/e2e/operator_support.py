@@ -3,9 +3,11 @@
 * :class:`SwarmBackend`: the Temporal dev server, the ledger on PostgreSQL, simulated pools and
   ``kswarm worker`` (``serve``) on task queue ``kswarm``, all in one asyncio loop on a background
   thread (the tests themselves block on kubectl, which must not stall the worker). The worker
-  follows a pools file laid out as a ConfigMap volume; :class:`ConfigMapMirror` plays the kubelet
-  and copies the operator's ``kswarm-pools`` ConfigMap into it, so a ModelPool reaches the
-  worker the way it does in a cluster.
+  follows a pools file laid out as a ConfigMap volume; :class:`VolumeMirror` plays the kubelet
+  and copies the operator's ``kswarm-pools`` ConfigMap into it, and its ``kswarm-pool-keys``
+  Secret into a folder laid out as a Secret volume (the operator's ``KSWARM_POOL_KEYS_DIR``), so
+  a ModelPool and its API key reach the worker the way they do in a cluster. One simulated pool,
+  ``keyed``, requires an API key (``POOL_KEY``).
 * :class:`OperatorProcess`: ``python -m kswarm.operator`` as a subprocess, logged in with the
   token of the ``kswarm-operator`` ServiceAccount bound to ``deploy/rbac.yaml``: if the RBAC
   there lacks a verb the operator uses, these tests fail. A test may kill it and start it again.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -39,7 +42,7 @@ from kswarm.devserver import free_port, start_dev_server
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.llm.pools import PoolConfig, pool_entry
 from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import start_replicas, stop_replicas
+from kswarm.llm.simulator import SimReplica, start_replicas, stop_replicas
 from kswarm.tools.control import CONTROL_TOOLS
 from kswarm.workflows.worker import PoolWorkers, serve
 
@@ -54,6 +57,9 @@ SIM_MODEL = "kswarm-sim"
 OPERATOR_NAMESPACE = "kswarm-system"
 POOLS_CONFIGMAP = "kswarm-pools"
 POOLS_KEY = "pools.yaml"
+POOL_KEYS_SECRET = "kswarm-pool-keys"
+POOL_KEY = "sk-e2e-first"
+"""The API key the 'keyed' simulated pool requires (until a test rotates it)."""
 WORKER_POLL_SECONDS = 0.25
 """How often the worker reads its pools file (``KSWARM_POOLS_POLL_SECONDS``)."""
 
@@ -86,6 +92,10 @@ class SwarmBackend:
     pool_urls: dict[str, list[str]] = field(default_factory=dict)
     pools_volume: Path = Path()
     """The worker's pools folder, laid out as a ConfigMap volume (``pools.yaml`` in it)."""
+    keys_volume: Path = Path()
+    """The worker's pool-keys folder, laid out as a Secret volume (``NAMESPACE.NAME`` in it)."""
+    keyed: SimReplica | None = None
+    """The replica of the 'keyed' pool, which requires an API key."""
     static_pools_file: Path = Path()
     """The operator's KSWARM_STATIC_POOLS_FILE."""
     pool_workers: PoolWorkers | None = None
@@ -100,6 +110,13 @@ class SwarmBackend:
         workers = self.pool_workers
         assert workers is not None
         return self.bg.run(_on_loop(lambda: dict(workers.task_queues)))
+
+    def served_pool(self, name: str) -> PoolConfig | None:
+        """The config the worker's model calls of pool ``name`` use right now, if served."""
+        workers = self.pool_workers
+        assert workers is not None
+        pools = self.bg.run(_on_loop(lambda: workers.activities.pools))
+        return pools.get(name) if name in pools else None
 
     def describe(self, workflow_id: str) -> WorkflowExecutionDescription:
         return self.bg.run(self.client.get_workflow_handle(workflow_id).describe())
@@ -142,6 +159,9 @@ def write_volume(folder: Path, files: dict[str, str]) -> None:
         link = folder / name
         if not link.is_symlink():
             link.symlink_to(f"..data/{name}")
+    for link in folder.iterdir():  # keys that left the object leave the volume
+        if not link.name.startswith("..") and link.name not in files and link.is_symlink():
+            link.unlink()
     if old is not None and old != fresh.resolve():
         shutil.rmtree(old, ignore_errors=True)
 
@@ -159,11 +179,15 @@ def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
         stack.push_async_callback(ledger.close)
         fast = await start_replicas(2, SimConfig(model=SIM_MODEL, time_scale=FAST))
         slow = await start_replicas(1, SimConfig(model=SIM_MODEL, time_scale=SLOW))
-        stack.push_async_callback(stop_replicas, [*fast, *slow])
+        keyed = await start_replicas(
+            1, SimConfig(model=SIM_MODEL, time_scale=FAST, api_key=POOL_KEY)
+        )
+        stack.push_async_callback(stop_replicas, [*fast, *slow, *keyed])
         urls = {
             "default": [s.url for s in fast],
             "late-pool": [s.url for s in fast],  # served once a ModelPool points at it
             "slow": [s.url for s in slow],
+            "keyed": [s.url for s in keyed],  # served once a ModelPool with its key does
         }
         static = [
             pool_entry(
@@ -202,6 +226,8 @@ def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
             ledger,
             urls,
             pools_volume=volume,
+            keys_volume=state_dir / "pool-keys-volume",
+            keyed=keyed[0],
             static_pools_file=static_file,
             pool_workers=running.result(),
         )
@@ -272,6 +298,7 @@ class OperatorProcess:
             "KSWARM_STATIC_POOLS": ",".join(STATIC_POOLS),
             "KSWARM_STATIC_POOLS_FILE": str(self.backend.static_pools_file),
             "KSWARM_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
+            "KSWARM_POOL_KEYS_DIR": str(self.backend.keys_volume),
             "KSWARM_POOLS_RESYNC": "2",
             "KSWARM_STATUS_INTERVAL": "0.5",
             "KSWARM_POOL_RETRY_SECONDS": "1",
@@ -334,11 +361,13 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
-class ConfigMapMirror:
-    """Plays the kubelet for the worker: copies the ConfigMap's data into a volume folder.
+class VolumeMirror:
+    """Plays the kubelet for the worker: copies a ConfigMap's or a Secret's data into a volume
+    folder.
 
-    A thread reads the ConfigMap every ``every`` seconds (as the cluster admin) and, when its
-    data changed, writes it with :func:`write_volume`. ``copies`` counts the writes.
+    A thread reads the object every ``every`` seconds (as the cluster admin) and, when its data
+    changed, writes it with :func:`write_volume`. ``copies`` counts the writes. A Secret that
+    does not exist is an empty volume (the worker mounts it with ``optional: true``).
     """
 
     def __init__(
@@ -346,6 +375,7 @@ class ConfigMapMirror:
         kubeconfig: Path,
         volume: Path,
         *,
+        kind: str = "ConfigMap",
         namespace: str = OPERATOR_NAMESPACE,
         name: str = POOLS_CONFIGMAP,
         every: float = 0.2,
@@ -354,10 +384,11 @@ class ConfigMapMirror:
             kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
         )
         self.volume, self.namespace, self.name, self.every = volume, namespace, name, every
+        self.kind = kind
         self.copies = 0
         self.last: dict[str, str] | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="configmap-mirror")
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"{kind}-mirror")
 
     def start(self) -> None:
         self._thread.start()
@@ -366,17 +397,26 @@ class ConfigMapMirror:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def _read(self) -> dict[str, str] | None:
+        try:
+            if self.kind == "Secret":
+                secret = self.api.read_namespaced_secret(self.name, self.namespace)
+                return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+            cm = self.api.read_namespaced_config_map(self.name, self.namespace)
+        except kubernetes.client.ApiException as e:
+            if self.kind == "Secret" and e.status == 404:
+                return {}
+            return None  # not written yet
+        return dict(cm.data or {})
+
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
-            try:
-                cm = self.api.read_namespaced_config_map(self.name, self.namespace)
-            except kubernetes.client.ApiException:
-                continue  # not written yet
-            data = dict(cm.data or {})
-            if data != self.last and data:
-                write_volume(self.volume, data)
-                self.last = data
-                self.copies += 1
+            data = self._read()
+            if data is None or data == self.last or (not data and self.kind == "ConfigMap"):
+                continue
+            write_volume(self.volume, data)
+            self.last = data
+            self.copies += 1
 
 
 def example(name: str) -> dict[str, Any]:

@@ -14,12 +14,13 @@ import pytest
 import yaml
 from operator_support import DEPLOY, apply_operator_identity
 
-from kswarm.operator.workerpools import load_static_pools
+from kswarm.operator.workerpools import DEFAULT_KEYS_DIR, load_static_pools
 
 if TYPE_CHECKING:
     from conftest import ControlPlane
 
 OPERATOR = "system:serviceaccount:kswarm-system:kswarm-operator"
+WORKER = "system:serviceaccount:kswarm-system:kswarm-worker"
 
 
 def rendered(cp: ControlPlane) -> list[dict[str, Any]]:
@@ -76,8 +77,11 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     assert set(roles) == {"kswarm-pool-secrets", "kswarm-operator-pools"}
     for role in roles.values():  # Secrets and the pools ConfigMap: by name only
         assert all(rule.get("resourceNames") for rule in role["rules"])
-    (pools,) = roles["kswarm-operator-pools"]["rules"]
+    pools, keys = roles["kswarm-operator-pools"]["rules"]
     assert (pools["resources"], pools["resourceNames"]) == (["configmaps"], ["kswarm-pools"])
+    # The Secret of the workers' API keys: written, never read back, and no other Secret.
+    assert (keys["resources"], keys["resourceNames"]) == (["secrets"], ["kswarm-pool-keys"])
+    assert set(keys["verbs"]) == {"create", "patch"}
     assert roles["kswarm-operator-pools"]["metadata"]["namespace"] == "kswarm-system"
 
 
@@ -112,6 +116,18 @@ def operator_identity(control_plane: ControlPlane) -> str:
         ),
         pytest.param("patch", "configmaps/kswarm-pools", "default", False, id="no-pools-elsewhere"),
         pytest.param("list", "configmaps", "kswarm-system", False, id="no-listing-configmaps"),
+        pytest.param(
+            "create", "secrets/kswarm-pool-keys", "kswarm-system", True, id="create-pool-keys"
+        ),
+        pytest.param(
+            "patch", "secrets/kswarm-pool-keys", "kswarm-system", True, id="patch-pool-keys"
+        ),
+        pytest.param(
+            "get", "secrets/kswarm-pool-keys", "kswarm-system", False, id="no-reading-pool-keys"
+        ),
+        pytest.param("patch", "secrets/kswarm-database", "kswarm-system", False, id="no-db-write"),
+        pytest.param("patch", "secrets/kswarm-pool-keys", "default", False, id="no-keys-elsewhere"),
+        pytest.param("list", "secrets", "kswarm-system", False, id="no-listing-own-secrets"),
     ],
 )
 def test_the_operator_may_do_what_it_needs_and_nothing_else(
@@ -140,6 +156,17 @@ def test_the_operator_may_do_what_it_needs_and_nothing_else(
     )
 
 
+def test_the_worker_s_identity_reads_no_secret(
+    control_plane: ControlPlane, operator_identity: str
+) -> None:
+    """The workers get the pools' keys from the kubelet (a Secret volume), not from the API."""
+    for verb, resource in (("get", "secrets/kswarm-pool-keys"), ("list", "secrets")):
+        res = control_plane.kubectl(
+            "auth", "can-i", verb, resource, "-n", "kswarm-system", f"--as={WORKER}", check=False
+        )
+        assert res.stdout.strip() == "no", (verb, resource, res.stdout, res.stderr)
+
+
 def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
     control_plane: ControlPlane, tmp_path: Any
 ) -> None:
@@ -164,6 +191,23 @@ def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
         raise AssertionError(f"{name}: {env}={path} is not a file of ConfigMap {config_map}")
 
     assert mounted("kswarm-worker", "KSWARM_POOLS_FILE", "kswarm-pools") == "pools.yaml"
+    # The pools' API keys: the Secret the operator writes, where its apiKeyFile paths point.
+    (op,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
+    keys_dir = next(e["value"] for e in op["env"] if e["name"] == "KSWARM_POOL_KEYS_DIR")
+    assert keys_dir == DEFAULT_KEYS_DIR
+    pod = deployments["kswarm-worker"]["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (keys,) = [m for m in worker["volumeMounts"] if m["mountPath"] == keys_dir]
+    assert keys.get("readOnly") is True
+    secret = volumes[keys["name"]]["secret"]
+    assert (secret["secretName"], secret["optional"]) == ("kswarm-pool-keys", True)
+    readable = secret.get("defaultMode", 0o644)
+    assert readable & 0o004 or (readable & 0o040 and pod["securityContext"].get("fsGroup"))
+    # Side by side, not nested: a read-only ConfigMap volume has no room for a mount point.
+    for mount in worker["volumeMounts"]:
+        if mount is not keys:
+            assert not keys_dir.startswith(mount["mountPath"] + "/"), mount
     key = mounted("kswarm-operator", "KSWARM_STATIC_POOLS_FILE", "kswarm-static-pools")
     static = tmp_path / "static.yaml"
     static.write_text(config_maps["kswarm-static-pools"]["data"][key])

@@ -1,5 +1,6 @@
 """ModelPools become the servers they describe, report how ready those are, and reach the
-workers through the pools ConfigMap the operator writes (NAMESPACE/NAME, a queue each).
+workers through the pools ConfigMap the operator writes (NAMESPACE/NAME, a queue each), with
+their API keys in the Secret beside it.
 
 The test control plane has no kubelets, so no pod ever runs: the tests read back the
 Deployments and Services the operator applied, and play the Deployment controller by patching
@@ -8,7 +9,9 @@ a Deployment's status to see the pool follow it.
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,8 @@ import pytest
 import yaml
 from operator_support import (
     OPERATOR_NAMESPACE,
+    POOL_KEY,
+    POOL_KEYS_SECRET,
     POOLS_CONFIGMAP,
     POOLS_KEY,
     SwarmBackend,
@@ -221,11 +226,24 @@ def pools_configmap(cp: ControlPlane) -> dict[str, Any] | None:
 
 
 def published(cp: ControlPlane) -> dict[str, PoolConfig]:
-    """The pools of the operator's ConfigMap, read back as a worker reads them."""
+    """The pools of the operator's ConfigMap, read back as a worker reads them (without reading
+    the key files: they are the worker's)."""
     cm = pools_configmap(cp)
     if cm is None:
         return {}
-    return {p.name: p for p in load_pools(yaml.safe_load(cm["data"][POOLS_KEY]))}
+    document = yaml.safe_load(cm["data"][POOLS_KEY])
+    return {p.name: p for p in load_pools(document, read_keys=False)}
+
+
+def pool_keys(cp: ControlPlane) -> dict[str, str]:
+    """The data of the operator's pool-keys Secret, decoded; empty while there is none."""
+    res = cp.kubectl(
+        "get", "secret", POOL_KEYS_SECRET, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False
+    )
+    if res.returncode != 0:
+        return {}
+    data = json.loads(res.stdout).get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 def wait_published(
@@ -374,3 +392,100 @@ def test_the_pools_configmap_is_restored_when_edited_or_deleted_by_hand(
 
     cp.kubectl("delete", "configmap", POOLS_CONFIGMAP, "-n", OPERATOR_NAMESPACE)
     wait_published(cp, f"{key} back after a deletion", lambda p: key in p)
+
+
+def test_a_pool_s_api_key_reaches_the_workers_through_a_secret_and_never_the_configmap(
+    control_plane: ControlPlane, swarm: SwarmBackend, kswarm_operator: OperatorProcess
+) -> None:
+    cp = control_plane
+    ns = "default"  # deploy/pool-secrets.yaml lets the operator read model-api-key here, only
+    name, locked = f"keyed-{uuid.uuid4().hex[:6]}", f"locked-{uuid.uuid4().hex[:6]}"
+    key, file = f"{ns}/{name}", f"{ns}.{name}"
+    url = swarm.pool_urls["keyed"][0]
+    assert swarm.keyed is not None
+    cp.kubectl("delete", "secret", "model-api-key", "-n", ns, "--ignore-not-found")
+    cp.kubectl(
+        "create", "secret", "generic", "model-api-key", "-n", ns,
+        f"--from-literal=api-key={POOL_KEY}",
+    )  # fmt: skip
+    keyed = {"name": "model-api-key"}
+    apply(cp, modelpool(name, model="kswarm-sim", endpoint=f"{url}/v1", apiKeySecret=keyed), ns)
+    not_granted = {"name": "not-granted", "key": "token"}
+    apply(cp, modelpool(locked, model="kswarm-sim", endpoint=url, apiKeySecret=not_granted), ns)
+    jobs: list[str] = []
+    try:
+        # The ConfigMap names the key's file and holds no key; the Secret beside it holds it.
+        pools = wait_published(cp, f"{key} in the ConfigMap", lambda p: key in p)
+        assert pools[key].api_key_file == f"{swarm.keys_volume}/{file}"
+        assert pools[key].api_key is None and f"{ns}/{locked}" not in pools
+        text = json.dumps(pools_configmap(cp))
+        assert POOL_KEY not in text and "apiKey:" not in text
+        keys = wait_for(f"{file} in the Secret", lambda: (k := pool_keys(cp)).get(file) and k)
+        assert keys[file] == POOL_KEY and f"{ns}.{locked}" not in keys
+        secret = get(cp, "secret", POOL_KEYS_SECRET, OPERATOR_NAMESPACE)
+        assert secret["type"] == "Opaque"
+        assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kswarm-operator"
+
+        # The worker serves it once the kubelet (here, the mirror) has both volumes, and a
+        # job's model calls reach the simulator that requires the key.
+        wait_for(f"the worker to poll {key}'s queue", lambda: key in swarm.polled_queues())
+        assert run_job(cp, swarm, ns, name, jobs) == {(key, url)}
+
+        # A pool whose Secret the operator may not read is left out, and its job waits saying so.
+        jobs.append(f"{locked}-job")
+        apply(cp, on_pool(example("quickstart"), locked, name=jobs[-1]), ns)
+        accepted = wait_for(
+            "the job on the locked pool to wait with the reason",
+            lambda: (
+                (c := conditions(get(cp, "sj", jobs[-1], ns)).get("Accepted"))
+                and "spec.apiKeySecret" in c["message"]
+                and c
+            ),
+            timeout=30,
+        )
+        assert accepted["reason"] == "PoolNotFound"
+        assert "Secret default/not-granted cannot be read by the operator" in accepted["message"]
+
+        # A rotated key reaches the Secret (at the next resync: a Secret is no ModelPool event),
+        # then the worker, whose next job uses it.
+        swarm.keyed.reconfigure(api_key="sk-e2e-second")
+        cp.kubectl(
+            "patch", "secret", "model-api-key", "-n", ns, "--type=merge",
+            "-p", json.dumps({"stringData": {"api-key": "sk-e2e-second"}}),
+        )  # fmt: skip
+        rotated = "sk-e2e-second"
+        wait_for("the rotated key in the Secret", lambda: pool_keys(cp).get(file) == rotated)
+        wait_for(
+            "the worker to use the rotated key",
+            lambda: (pool := swarm.served_pool(key)) is not None and pool.api_key == rotated,
+            timeout=30,
+        )
+        assert run_job(cp, swarm, ns, name, jobs) == {(key, url)}
+
+        # A deleted pool's key leaves the Secret.
+        cp.kubectl("delete", "mp", name, "-n", ns, "--timeout=30s", timeout=40)
+        wait_for(f"{file} to leave the Secret", lambda: file not in pool_keys(cp), timeout=30)
+        assert key not in published(cp)
+    finally:
+        for job in jobs:
+            cp.kubectl("delete", "sj", job, "-n", ns, "--timeout=30s", check=False, timeout=40)
+        for pool in (name, locked):
+            cp.kubectl("delete", "mp", pool, "-n", ns, "--ignore-not-found", "--timeout=30s")
+        cp.kubectl("delete", "secret", "model-api-key", "-n", ns, "--ignore-not-found")
+        swarm.keyed.reconfigure(api_key=POOL_KEY)
+
+
+def run_job(
+    cp: ControlPlane, swarm: SwarmBackend, namespace: str, pool: str, jobs: list[str]
+) -> set[tuple[str, str]]:
+    """Run a quickstart job on ``pool`` to success; the (pool, replica) of its model calls."""
+    jobs.append(f"{pool}-job-{len(jobs)}")
+    apply(cp, on_pool(example("quickstart"), pool, name=jobs[-1]), namespace)
+    cp.kubectl(
+        "wait", "--for=jsonpath={.status.phase}=Succeeded", f"sj/{jobs[-1]}", "-n", namespace,
+        "--timeout=90s", timeout=100,
+    )  # fmt: skip
+    uid = get(cp, "sj", jobs[-1], namespace)["metadata"]["uid"]
+    calls = swarm.bg.run(swarm.ledger.list_model_calls(uid))
+    assert calls and {c.status for c in calls} == {"ok"}
+    return {(c.pool, c.replica) for c in calls}

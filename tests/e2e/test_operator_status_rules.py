@@ -147,3 +147,46 @@ def test_the_operator_reads_its_intervals_and_pools_from_the_environment() -> No
     assert config.watch_namespaces == ("a", "b") and not config.clusterwide
     assert config.static_pools == frozenset({"default", "slow"})
     assert config.status_interval == 0.5 and config.cancel_timeout == 30.0
+
+
+def test_the_operator_reads_where_the_pool_keys_go_from_the_environment() -> None:
+    from kswarm.errors import ConfigError
+
+    default = OperatorConfig.from_env({})
+    assert (default.pool_keys_secret, default.pool_keys_dir) == (
+        "kswarm-pool-keys",
+        "/etc/kswarm/pool-keys",
+    )
+    config = OperatorConfig.from_env(
+        {"KSWARM_POOL_KEYS_SECRET": "keys", "KSWARM_POOL_KEYS_DIR": "/run/keys/"}
+    )
+    assert (config.pool_keys_secret, config.pool_keys_dir) == ("keys", "/run/keys")
+    with pytest.raises(ConfigError, match="KSWARM_POOL_KEYS_DIR: must be an absolute path"):
+        OperatorConfig.from_env({"KSWARM_POOL_KEYS_DIR": "keys"})
+
+
+@pytest.mark.parametrize(
+    ("mode", "variable"),
+    [
+        pytest.param({"replicas": 1}, "VLLM_API_KEY", id="managed"),
+        pytest.param({"simulator": {}}, "KSWARM_SIM_API_KEY", id="simulator"),
+    ],
+)
+def test_a_pool_s_own_server_requires_the_key_of_its_api_key_secret(
+    mode: dict[str, object], variable: str
+) -> None:
+    spec = {"model": "m", **mode, "apiKeySecret": {"name": "k", "key": "token"}}
+    pool = {
+        "apiVersion": "kswarm.dev/v1alpha1",
+        "kind": "ModelPool",
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u-1"},
+        "spec": spec,
+    }
+    dep, _ = deployments.render_children(pool, image="img")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["env"] == [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": "k", "key": "token"}}}
+    ]
+    del spec["apiKeySecret"]
+    dep, _ = deployments.render_children(pool, image="img")
+    assert "env" not in dep["spec"]["template"]["spec"]["containers"][0]
