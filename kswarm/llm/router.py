@@ -10,6 +10,13 @@ form ``group/member`` (``job-7/agent-3``) is the better one for swarms: the job'
 lives on two replicas instead of one (twice the capacity for its burst of sub-agents), and each
 agent's own growing conversation stays on one of them.
 
+A spilled agent's conversation is cached where it spilled to, not at its hashed home, so a call
+may name the replica that answered its conversation's previous call (``replica_hint``): it goes
+there while that replica is in rotation, has a free slot and is below the looser sticky bound
+(``RouterSettings.sticky_bound_factor``), and is placed as a new key otherwise. The hint travels
+with the conversation (the sub-agent workflow stores it with each answer), so every worker
+process agrees on it.
+
 ``least-load`` ignores the key and scores replicas from their ``/metrics``; ``round-robin``
 cycles. All policies skip ejected replicas (see :mod:`kswarm.llm.replicas`) and replicas at the
 pool's ``max_concurrency``; when every open replica is full, :meth:`Router.acquire` waits.
