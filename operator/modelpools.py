@@ -12,7 +12,8 @@ Three modes, chosen by the spec (the CRD allows exactly one):
 
 The pool index (``pool_index``) is how SwarmJobs learn which pools exist without asking the API
 server: kopf fills it from its own watch of ModelPools. Every ModelPool event also asks the
-publisher (``workerpools``) to rewrite the workers' pools document.
+publisher (``workerpools``) to rewrite the workers' pools document (and the Secret of their
+API keys, read from each pool's ``spec.apiKeySecret`` as the probe reads it).
 """
 
 from __future__ import annotations
@@ -308,7 +309,8 @@ async def probe_pool(
             api_key = await rt.api.read_secret_value(
                 namespace, str(secret["name"]), str(secret.get("key", "api-key"))
             )
-        except KubeError as e:
+            api_key = api_key.strip() or None  # as the workers read it (see workerpools)
+        except (KubeError, UnicodeDecodeError) as e:
             log.warning("pool secret unreadable namespace=%s name=%s error=%s", namespace, name, e)
     probe = await probe_endpoint(str(spec["endpoint"]), api_key=api_key)
     fresh = pool_status_from_probe(
