@@ -184,16 +184,8 @@ class KubeApi:
             meta["labels"] = dict(labels)
         if annotations:
             meta["annotations"] = dict(annotations)
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
-        await self._call(
-            f"apply ConfigMap {namespace}/{name}",
-            self.core.patch_namespaced_config_map,
-            name,
-            namespace,
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_PATCH,
+        await self.apply(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
         )
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
@@ -209,12 +201,15 @@ class KubeApi:
     # ------------------------------------------------------------------ children of pools
 
     async def apply(self, obj: Mapping[str, Any]) -> None:
-        """Server-side apply a Deployment or Service we own (creates it when missing)."""
+        """Server-side apply a Deployment, Service, ConfigMap or Secret we own (creates it when
+        missing)."""
         kind = obj["kind"]
         meta = obj["metadata"]
         fn = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
+            "ConfigMap": self.core.patch_namespaced_config_map,
+            "Secret": self.core.patch_namespaced_secret,
         }[kind]
         await self._call(
             f"apply {kind} {meta['namespace']}/{meta['name']}",
@@ -276,13 +271,4 @@ class KubeApi:
             "type": "Opaque",
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
-        await self._call(
-            f"apply Secret {namespace}/{name}",
-            self.core.patch_namespaced_secret,
-            name,
-            namespace,
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_PATCH,
-        )
+        await self.apply(body)
