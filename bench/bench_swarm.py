@@ -38,6 +38,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from kswarm import looping
 from kswarm.embedded import SimOptions, embedded_stack
 from kswarm.spec import parse_manifest
 from kswarm.tools import Tool, ToolContext, default_registry
@@ -258,7 +259,8 @@ async def main() -> None:
     p.add_argument("--dispatch-runs", type=int, default=2)
     p.add_argument("--skip", nargs="*", default=[], choices=["wide", "overhead", "dispatch"])
     ns = p.parse_args()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"event_loop": looping.loop_name()}
+    print(f"event loop: {results['event_loop']} (KSWARM_EVENT_LOOP=asyncio for the standard one)")
     if "wide" not in ns.skip:
         w = results["wide"] = await wide(ns.time_scale)
         print(f"wide-search at time scale {ns.time_scale}:")
@@ -308,4 +310,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(looping.run(main()))

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from temporalio.client import WorkflowHandle
 
+from kswarm import looping
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
 from kswarm.llm.pools import load_pools_file
@@ -170,7 +171,7 @@ def run_job(
         return EXIT_INVALID
     sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0, extra=sim_extra or {})
     try:
-        return asyncio.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
+        return looping.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
     except (LedgerUnavailable, ConfigError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         return EXIT_INVALID

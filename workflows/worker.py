@@ -30,6 +30,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from kswarm import looping
 from kswarm.config import Settings
 from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
@@ -519,4 +520,4 @@ async def serve(
 
 
 def main() -> None:
-    asyncio.run(serve(Settings.from_env()))
+    looping.run(serve(Settings.from_env()))

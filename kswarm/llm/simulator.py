@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from kswarm import looping
 from kswarm.llm.sim_config import Behaviour, SimConfig
 from kswarm.llm.sim_engine import Engine
 from kswarm.llm.sim_server import SimService
@@ -258,7 +259,7 @@ def run_sim_from_args(ns: argparse.Namespace) -> int:
         print("kswarm sim: --replicas: must be >= 1", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(ns.port, config, host=ns.host, replicas=ns.replicas))
+        looping.run(serve(ns.port, config, host=ns.host, replicas=ns.replicas))
     except KeyboardInterrupt:
         pass
     except OSError as e:
