@@ -10,7 +10,9 @@
    1,500 no-op local activities across 100 child workflows, on the same dev server (target <=
    1.5). Also printed: Temporal alone with the platform's shape (each child's 4 model steps as
    regular activities on a queue of their own), which splits the gap into Temporal's share
-   and kswarm's.
+   and kswarm's; and Temporal alone had the model calls been local activities as well (which
+   DESIGN.md rules out: model calls are regular activities on their pool's queue), the lowest
+   ratio any platform that makes each model call and tool call an activity could reach.
 4. The largest workflow history of the wide-search job: events and bytes (targets < 10,240 and
    < 10 MB) and the process's peak memory with 100 sub-agents running (target <= 1 GiB).
 
@@ -125,12 +127,38 @@ class ShapeChild:
         return calls
 
 
+@workflow.defn(name="BenchLocalShapeChild")
+class LocalShapeChild:
+    """The platform's shape had its model calls been local activities too: 4 model steps, the
+    first 3 each followed by 5 tool calls, and the closing ledger write, all local activities."""
+
+    @workflow.run
+    async def run(self, calls: int) -> int:
+        timeout = timedelta(seconds=30)
+        for step in range(calls // 5 + 1):
+            await workflow.execute_local_activity(bench_noop, step, start_to_close_timeout=timeout)
+            if step < calls // 5:
+                await asyncio.gather(
+                    *(
+                        workflow.execute_local_activity(
+                            bench_noop, i, start_to_close_timeout=timeout
+                        )
+                        for i in range(5)
+                    )
+                )
+        await workflow.execute_local_activity(bench_noop, 0, start_to_close_timeout=timeout)
+        return calls
+
+
+SHAPES = {"floor": FloorChild.run, "shape": ShapeChild.run, "local_shape": LocalShapeChild.run}
+
+
 @workflow.defn(name="BenchFloorParent")
 class FloorParent:
     @workflow.run
-    async def run(self, children: int, shaped: bool = False) -> int:
+    async def run(self, children: int, shape: str = "floor") -> int:
         wid = workflow.info().workflow_id
-        child = ShapeChild.run if shaped else FloorChild.run
+        child = SHAPES[shape]
         done = await asyncio.gather(
             *(workflow.execute_child_workflow(child, 15, id=f"{wid}-{i}") for i in range(children))
         )
@@ -152,14 +180,14 @@ async def dispatch(runs: int) -> dict[str, float]:
         filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")])
     )
     sim = SimOptions(replicas=1, time_scale=0.0, extra={"behaviour": "sim_behaviours:noop_swarm"})
-    out: dict[str, list[float]] = {"platform": [], "floor": [], "shape": []}
+    out: dict[str, list[float]] = {"platform": [], **{shape: [] for shape in SHAPES}}
     async with embedded_stack(sim=sim, tools=tools) as stack:
         client: Client = stack.client
         async with (
             Worker(
                 client,
                 task_queue="bench-floor",
-                workflows=[FloorParent, FloorChild, ShapeChild],
+                workflows=[FloorParent, FloorChild, ShapeChild, LocalShapeChild],
                 activities=[bench_noop],
                 workflow_runner=UnsandboxedWorkflowRunner(),
                 max_concurrent_local_activities=1000,
@@ -168,15 +196,15 @@ async def dispatch(runs: int) -> dict[str, float]:
             Worker(client, task_queue="bench-floor-pool", activities=[bench_noop]),
         ):
             for _ in range(runs):
-                for key, shaped in (("floor", False), ("shape", True)):
+                for shape in SHAPES:
                     t = time.perf_counter()
                     await client.execute_workflow(
                         FloorParent.run,
-                        args=[100, shaped],
+                        args=[100, shape],
                         id=str(uuid.uuid4()),
                         task_queue="bench-floor",
                     )
-                    out[key].append(time.perf_counter() - t)
+                    out[shape].append(time.perf_counter() - t)
                 inp = load(
                     "quickstart", tools=["noop"], subagents={"maxConcurrent": 100, "maxSteps": 10}
                 )
@@ -190,6 +218,8 @@ async def dispatch(runs: int) -> dict[str, float]:
         "platform_seconds": best["platform"],
         "floor_seconds": best["floor"],
         "shape_floor_seconds": best["shape"],
+        "local_shape_seconds": best["local_shape"],
+        "local_shape_ratio": best["local_shape"] / best["floor"],
         "ratio": best["platform"] / best["floor"],
         "shape_ratio": best["platform"] / best["shape"],
     }
@@ -304,6 +334,11 @@ async def main() -> None:
         print(
             "  Temporal alone with the platform's shape (4 regular + 15 local activities per "
             f"child): {d['shape_floor_seconds']:.2f} s; platform / that = {d['shape_ratio']:.2f}"
+        )
+        print(
+            "  Temporal alone, had model calls been local activities too (20 local activities "
+            f"per child): {d['local_shape_seconds']:.2f} s = {d['local_shape_ratio']:.2f} x the "
+            "raw floor, before any work"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "swarm.json").write_text(json.dumps(results, indent=2))
