@@ -17,6 +17,7 @@ from kswarm.devserver import DevServer, start_dev_server
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry
+from kswarm.llm.replicas import DEFAULT_ROUTER_SETTINGS, RouterSettings
 from kswarm.llm.sim_config import SimConfig
 from kswarm.llm.simulator import start_replicas, stop_replicas
 from kswarm.tools import ToolRegistry, default_registry
@@ -40,6 +41,7 @@ def make_stack(temporal: DevServer, tmp_path: Path) -> StackFactory:
         ledger_url: str | None = None,
         tools: ToolRegistry | None = None,
         pool_options: dict[str, Any] | None = None,
+        router: RouterSettings = DEFAULT_ROUTER_SETTINGS,
         worker: bool = True,
     ) -> AsyncIterator[Stack]:
         config = sim or SimConfig(time_scale=FAST)
@@ -60,7 +62,7 @@ def make_stack(temporal: DevServer, tmp_path: Path) -> StackFactory:
                 )
             ]
         )
-        llm = LLMClient()
+        llm = LLMClient(router_settings=router)
         client = await Client.connect(temporal.address)
         activities = SwarmActivities(ledger, llm, pools, tools or default_registry())
         queue = f"q-{uuid.uuid4().hex[:8]}"
