@@ -31,6 +31,7 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -85,69 +86,65 @@ async def bench_noop(i: int) -> int:
     return i
 
 
+NOOP_TIMEOUT = timedelta(seconds=30)
+
+
+async def _tool_calls() -> None:
+    """One step's 5 no-op tool calls: local activities, in parallel."""
+    await asyncio.gather(
+        *(
+            workflow.execute_local_activity(bench_noop, i, start_to_close_timeout=NOOP_TIMEOUT)
+            for i in range(5)
+        )
+    )
+
+
+async def _agent(calls: int, model_call: Callable[[int], Awaitable[int]]) -> int:
+    """The platform's shape without its work: a model step, then 5 tool calls, until ``calls``
+    are made, and a last model step (the answer)."""
+    for step in range(calls // 5 + 1):
+        await model_call(step)
+        if step < calls // 5:
+            await _tool_calls()
+    return calls
+
+
 @workflow.defn(name="BenchFloorChild")
 class FloorChild:
     @workflow.run
     async def run(self, calls: int) -> int:
         for _ in range(calls // 5):
-            await asyncio.gather(
-                *(
-                    workflow.execute_local_activity(
-                        bench_noop, i, start_to_close_timeout=timedelta(seconds=30)
-                    )
-                    for i in range(5)
-                )
-            )
+            await _tool_calls()
         return calls
 
 
 @workflow.defn(name="BenchShapeChild")
 class ShapeChild:
-    """The platform's Temporal shape without its work: 4 model steps as regular activities on
-    a queue of their own, the first 3 each followed by 5 local activities."""
+    """The platform's Temporal shape: 4 model steps as regular activities on a queue of their
+    own, the first 3 each followed by 5 local activities."""
 
     @workflow.run
     async def run(self, calls: int) -> int:
-        for step in range(calls // 5 + 1):
-            await workflow.execute_activity(
-                bench_noop,
-                step,
-                task_queue="bench-floor-pool",
-                start_to_close_timeout=timedelta(seconds=30),
+        async def model_call(step: int) -> int:
+            return await workflow.execute_activity(
+                bench_noop, step, task_queue="bench-floor-pool", start_to_close_timeout=NOOP_TIMEOUT
             )
-            if step < calls // 5:
-                await asyncio.gather(
-                    *(
-                        workflow.execute_local_activity(
-                            bench_noop, i, start_to_close_timeout=timedelta(seconds=30)
-                        )
-                        for i in range(5)
-                    )
-                )
-        return calls
+
+        return await _agent(calls, model_call)
 
 
 @workflow.defn(name="BenchLocalShapeChild")
 class LocalShapeChild:
-    """The platform's shape had its model calls been local activities too: 4 model steps, the
-    first 3 each followed by 5 tool calls, and the closing ledger write, all local activities."""
+    """The same shape had model calls been local activities too: 19 local activities."""
 
     @workflow.run
     async def run(self, calls: int) -> int:
-        timeout = timedelta(seconds=30)
-        for step in range(calls // 5 + 1):
-            await workflow.execute_local_activity(bench_noop, step, start_to_close_timeout=timeout)
-            if step < calls // 5:
-                await asyncio.gather(
-                    *(
-                        workflow.execute_local_activity(
-                            bench_noop, i, start_to_close_timeout=timeout
-                        )
-                        for i in range(5)
-                    )
-                )
-        await workflow.execute_local_activity(bench_noop, 0, start_to_close_timeout=timeout)
-        return calls
+        async def model_call(step: int) -> int:
+            return await workflow.execute_local_activity(
+                bench_noop, step, start_to_close_timeout=NOOP_TIMEOUT
+            )
+
+        return await _agent(calls, model_call)
 
 
 SHAPES = {"floor": FloorChild.run, "shape": ShapeChild.run, "local_shape": LocalShapeChild.run}
@@ -336,7 +333,7 @@ async def main() -> None:
             f"child): {d['shape_floor_seconds']:.2f} s; platform / that = {d['shape_ratio']:.2f}"
         )
         print(
-            "  Temporal alone, had model calls been local activities too (20 local activities "
+            "  Temporal alone, had model calls been local activities too (19 local activities "
             f"per child): {d['local_shape_seconds']:.2f} s = {d['local_shape_ratio']:.2f} x the "
             "raw floor, before any work"
         )
