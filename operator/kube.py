@@ -85,6 +85,22 @@ def check_response(what: str, e: Exception) -> KubeError:
     return KubeRetryable(what, 0, f"{type(e).__name__}: {e}")
 
 
+def _metadata(
+    namespace: str,
+    name: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An object's ``metadata`` for server-side apply: only the fields given."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = dict(labels)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
 class KubeApi:
     """Async facade over the official client; ``requests`` counts the calls made."""
 
@@ -179,11 +195,7 @@ class KubeApi:
         annotations: Mapping[str, str] | None = None,
     ) -> None:
         """Server-side apply a ConfigMap's ``data`` (creates the ConfigMap when missing)."""
-        meta: dict[str, Any] = {"name": name, "namespace": namespace}
-        if labels:
-            meta["labels"] = dict(labels)
-        if annotations:
-            meta["annotations"] = dict(annotations)
+        meta = _metadata(namespace, name, labels=labels, annotations=annotations)
         await self.apply(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
         )
@@ -261,9 +273,7 @@ class KubeApi:
     ) -> None:
         """Server-side apply an Opaque Secret's ``data`` (creates the Secret when missing);
         keys this operator applied before and ``data`` lacks are removed."""
-        meta: dict[str, Any] = {"name": name, "namespace": namespace}
-        if labels:
-            meta["labels"] = dict(labels)
+        meta = _metadata(namespace, name, labels=labels)
         body = {
             "apiVersion": "v1",
             "kind": "Secret",

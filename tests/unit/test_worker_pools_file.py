@@ -35,6 +35,17 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "pools.yaml", keys
 
 
+@pytest.fixture
+def keyed(files: tuple[Path, Path]) -> tuple[Path, Path, PoolsFile]:
+    """A document with one pool whose key file holds ``sk-1``: the pools file, the key file,
+    and a reader of them that has not read yet."""
+    pools_yaml, keys = files
+    key_file = keys / "ns.remote"
+    key_file.write_text("sk-1")
+    write_document(pools_yaml, ("ns/remote", str(key_file)))
+    return pools_yaml, key_file, PoolsFile(str(pools_yaml))
+
+
 def test_a_pool_whose_key_file_is_not_there_yet_waits_and_the_others_are_served(
     files: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -62,13 +73,9 @@ def test_a_pool_whose_key_file_is_not_there_yet_waits_and_the_others_are_served(
 
 
 def test_a_rotated_key_is_a_changed_pool_even_when_the_document_is_the_same(
-    files: tuple[Path, Path],
+    keyed: tuple[Path, Path, PoolsFile],
 ) -> None:
-    pools_yaml, keys = files
-    key_file = keys / "ns.remote"
-    key_file.write_text("sk-1")
-    write_document(pools_yaml, ("ns/remote", str(key_file)))
-    reader = PoolsFile(str(pools_yaml))
+    _, key_file, reader = keyed
     (first,) = reader.read() or []
     assert reader.read() is None
     key_file.write_text("sk-2\n")
@@ -78,13 +85,9 @@ def test_a_rotated_key_is_a_changed_pool_even_when_the_document_is_the_same(
 
 
 def test_a_served_pool_whose_key_file_goes_away_keeps_its_config(
-    files: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+    keyed: tuple[Path, Path, PoolsFile], caplog: pytest.LogCaptureFixture
 ) -> None:
-    pools_yaml, keys = files
-    key_file = keys / "ns.remote"
-    key_file.write_text("sk-1")
-    write_document(pools_yaml, ("ns/remote", str(key_file)))
-    reader = PoolsFile(str(pools_yaml))
+    pools_yaml, key_file, reader = keyed
     (served,) = reader.read() or []
     key_file.unlink()  # e.g. the Secret was updated before the ConfigMap that drops the pool
     with caplog.at_level(logging.WARNING, logger=LOGGER):
@@ -98,13 +101,9 @@ def test_a_served_pool_whose_key_file_goes_away_keeps_its_config(
 
 
 def test_an_invalid_document_raises_and_the_last_good_one_s_keys_are_still_followed(
-    files: tuple[Path, Path],
+    keyed: tuple[Path, Path, PoolsFile],
 ) -> None:
-    pools_yaml, keys = files
-    key_file = keys / "ns.remote"
-    key_file.write_text("sk-1")
-    write_document(pools_yaml, ("ns/remote", str(key_file)))
-    reader = PoolsFile(str(pools_yaml))
+    pools_yaml, key_file, reader = keyed
     reader.read()
     pools_yaml.write_text("pools: [not a pool]\n")
     with pytest.raises(ConfigError, match=r"pools\[0\]"):
