@@ -38,8 +38,8 @@ TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"typ
 
 
 def serve(port: int) -> None:
-    from kswarm.llm import simulator
-    from kswarm.llm.sim_config import SimConfig, trivial_behaviour
+    from kswarm.sim import serving as simulator
+    from kswarm.sim.config import SimConfig, trivial_behaviour
 
     asyncio.run(simulator.serve(port, SimConfig(time_scale=0, behaviour=trivial_behaviour)))
 

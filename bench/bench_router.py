@@ -44,8 +44,9 @@ from typing import Any
 
 from kswarm.devserver import free_ports
 from kswarm.embedded import wait_healthy
-from kswarm.llm import ChatRequest, LLMClient, PoolConfig, RetryPolicy, SimConfig
+from kswarm.llm import ChatRequest, LLMClient, PoolConfig, RetryPolicy
 from kswarm.llm.replicas import RouterSettings
+from kswarm.sim.config import SimConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPLICAS = 4
@@ -97,8 +98,8 @@ def agent_behaviour(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 def serve(port: int, time_scale: float, gpu_blocks: int) -> None:
-    from kswarm.llm import simulator
-    from kswarm.llm.sim_config import SimConfig
+    from kswarm.sim import serving as simulator
+    from kswarm.sim.config import SimConfig
 
     config = SimConfig(time_scale=time_scale, behaviour=agent_behaviour, num_gpu_blocks=gpu_blocks)
     asyncio.run(simulator.serve(port, config, replicas=REPLICAS))

@@ -53,8 +53,8 @@ def sized_output(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 def serve(port: int, time_scale: float) -> None:
-    from kswarm.llm import simulator
-    from kswarm.llm.sim_config import SimConfig
+    from kswarm.sim import serving as simulator
+    from kswarm.sim.config import SimConfig
 
     asyncio.run(simulator.serve(port, SimConfig(time_scale=time_scale, behaviour=sized_output)))
 

@@ -43,8 +43,9 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from kswarm import looping
 from kswarm.embedded import SimOptions, embedded_stack
+from kswarm.sim import demo_tools
 from kswarm.spec import parse_manifest
-from kswarm.tools import Tool, ToolContext, default_registry
+from kswarm.tools import Tool, ToolContext
 from kswarm.workflows import SwarmJobInput, SwarmJobResult, SwarmWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ async def _noop_tool(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 
 async def dispatch(runs: int) -> dict[str, float]:
-    tools = default_registry()
+    tools = demo_tools()
     tools.register(
         Tool(name="noop", description="does nothing", parameters={"type": "object"}, fn=_noop_tool)
     )

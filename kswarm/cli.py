@@ -43,7 +43,7 @@ def _cmd_worker(ns: argparse.Namespace) -> int:
 
 
 def _cmd_sim(ns: argparse.Namespace) -> int:
-    from kswarm.llm.simulator import run_sim_from_args
+    from kswarm.sim.serving import run_sim_from_args
 
     run_sim_from_args(ns)
     return 0
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.set_defaults(func=_cmd_dashboard)
 
     sim = sub.add_parser("sim", help="a simulated vLLM model server")
-    from kswarm.llm.simulator import add_sim_arguments
+    from kswarm.sim.serving import add_sim_arguments
 
     add_sim_arguments(sim)
     sim.set_defaults(func=_cmd_sim)

@@ -30,9 +30,10 @@ from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools_file
-from kswarm.llm.sim_config import SimConfig
+from kswarm.sim import demo_tools
+from kswarm.sim.config import SimConfig
 from kswarm.telemetry import temporal_plugins
-from kswarm.tools import ToolRegistry, default_registry
+from kswarm.tools import ToolRegistry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.worker import build_workers, running_workers
 
@@ -89,7 +90,7 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
     process of their own (``kswarm sim``, where a behaviour named ``MODULE:FUNCTION`` goes),
     so the simulator's work never competes with the worker's."""
     if callable(opts.extra.get("behaviour")):
-        from kswarm.llm.simulator import start_replicas, stop_replicas
+        from kswarm.sim.serving import start_replicas, stop_replicas
 
         config = SimConfig(
             model=SIM_MODEL, time_scale=opts.time_scale, seed=opts.seed, **opts.extra
@@ -167,7 +168,7 @@ async def embedded_stack(
     run_dir = home / "runs" / uuid.uuid4().hex[:12]
     url = database_url or os.environ.get("KSWARM_DATABASE_URL") or f"sqlite:///{home / 'ledger.db'}"
     ledger = await Ledger.connect(url, migrate=True)
-    tools = tools or default_registry()
+    tools = tools or demo_tools()
     llm = LLMClient()
     try:
         async with contextlib.AsyncExitStack() as stack:

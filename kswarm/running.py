@@ -21,8 +21,8 @@ from kswarm import looping
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
 from kswarm.llm.pools import load_pools_file
+from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
-from kswarm.tools import default_registry
 from kswarm.workflows import JobStatus, SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.report import build_report
 
@@ -37,7 +37,7 @@ def load_job(path: str, *, mode: str | None, pools_file: str | None) -> SwarmJob
     pools = ["default"]
     if pools_file:
         pools = list(load_pools_file(pools_file).names)
-    job = parse_manifest(manifest, known_tools=default_registry().names(), known_pools=pools)
+    job = parse_manifest(manifest, known_tools=demo_tools().names(), known_pools=pools)
     if mode:
         job = SwarmJobManifest(
             name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec.with_mode(mode)

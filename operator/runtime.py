@@ -60,8 +60,8 @@ from kswarm.operator.workerpools import (
     DEFAULT_KEYS_SECRET,
     PoolPublisher,
 )
+from kswarm.sim import demo_tools
 from kswarm.telemetry import temporal_plugins
-from kswarm.tools import default_registry
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -221,7 +221,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if not self.known_tools:
-            self.known_tools = self.config.known_tools or tuple(default_registry().names())
+            self.known_tools = self.config.known_tools or tuple(demo_tools().names())
 
     def now(self) -> datetime:
         return self.config.clock()

@@ -27,10 +27,10 @@ from kswarm.llm.client import LLMClient
 from kswarm.llm.errors import LLMError
 from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.pools import PoolConfig, PoolRegistry
+from kswarm.sim.tasks import score_answer
 from kswarm.telemetry import metrics, tracing
 from kswarm.tools import ToolContext, ToolRegistry, validate_arguments
 from kswarm.tools import control as ctl
-from kswarm.tools.tasks import score_answer
 from kswarm.workflows.inputs import (
     AgentResult,
     FinishJobInput,

@@ -36,8 +36,9 @@ from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry, parse_pools_text, with_api_key
+from kswarm.sim import demo_tools
 from kswarm.telemetry import metrics, temporal_plugins
-from kswarm.tools import ToolRegistry, default_registry
+from kswarm.tools import ToolRegistry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import TASK_QUEUE, pool_task_queue
 from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
@@ -477,7 +478,7 @@ async def serve(
             raise ConfigError(f"pool config {settings.pools_file}: {e.strerror}") from e
     ledger = await Ledger.connect(settings.database_url)
     llm = LLMClient()
-    activities = SwarmActivities(ledger, llm, PoolRegistry(), tools or default_registry())
+    activities = SwarmActivities(ledger, llm, PoolRegistry(), tools or demo_tools())
     stop = stop or asyncio.Event()
     following: asyncio.Task[None] | None = None
     pool_workers: PoolWorkers | None = None

@@ -1,15 +1,10 @@
-"""Tools agents can call: a registry, the built-in ``search`` and ``write_note``."""
+"""Tools agents can call: the registry, argument checking, and the orchestrator's controls.
 
-from kswarm.tools.notes import write_note_tool
+The product ships no plain tool of its own: a job names its tools, which come from MCP tool
+servers or from a registry the process builds (the demo world's ``search`` and ``write_note``
+live in :mod:`kswarm.sim`).
+"""
+
 from kswarm.tools.registry import Tool, ToolContext, ToolRegistry, validate_arguments
-from kswarm.tools.search import search_tool
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "default_registry", "validate_arguments"]
-
-
-def default_registry() -> ToolRegistry:
-    """A registry with the built-in tools."""
-    reg = ToolRegistry()
-    reg.register(search_tool)
-    reg.register(write_note_tool)
-    return reg
+__all__ = ["Tool", "ToolContext", "ToolRegistry", "validate_arguments"]

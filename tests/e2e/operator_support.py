@@ -41,8 +41,8 @@ from kswarm.config import Settings
 from kswarm.devserver import free_port, start_dev_server
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.llm.pools import PoolConfig, pool_entry
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import SimReplica, start_replicas, stop_replicas
+from kswarm.sim.config import SimConfig
+from kswarm.sim.serving import SimReplica, start_replicas, stop_replicas
 from kswarm.tools.control import CONTROL_TOOLS
 from kswarm.workflows.worker import PoolWorkers, serve
 

@@ -134,7 +134,7 @@ async def test_a_running_job_shows_live_and_then_as_finished(
     from telemetry_support import example, traced_stack
 
     from kswarm.devserver import start_dev_server
-    from kswarm.llm.sim_config import SimConfig
+    from kswarm.sim.config import SimConfig
 
     url = f"sqlite:///{tmp_path / 'live.db'}"
     monkeypatch.setenv("KSWARM_DATABASE_URL", url)

@@ -18,9 +18,10 @@ from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry
 from kswarm.llm.replicas import DEFAULT_ROUTER_SETTINGS, RouterSettings
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import start_replicas, stop_replicas
-from kswarm.tools import ToolRegistry, default_registry
+from kswarm.sim import demo_tools
+from kswarm.sim.config import SimConfig
+from kswarm.sim.serving import start_replicas, stop_replicas
+from kswarm.tools import ToolRegistry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.worker import build_workers, running_workers
 
@@ -64,7 +65,7 @@ def make_stack(temporal: DevServer, tmp_path: Path) -> StackFactory:
         )
         llm = LLMClient(router_settings=router)
         client = await Client.connect(temporal.address)
-        activities = SwarmActivities(ledger, llm, pools, tools or default_registry())
+        activities = SwarmActivities(ledger, llm, pools, tools or demo_tools())
         queue = f"q-{uuid.uuid4().hex[:8]}"
         stack = Stack(client, ledger, queue, name, servers, activities)
         try:

@@ -11,8 +11,8 @@ import pytest
 from engine_support import FAST, StackFactory, example
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
-from kswarm.llm.scripts import scripted_behaviour
-from kswarm.llm.sim_config import SimConfig
+from kswarm.sim.config import SimConfig
+from kswarm.sim.scripted import scripted_behaviour
 from kswarm.workflows import SwarmWorkflow
 
 QUICK = example("quickstart")

@@ -6,8 +6,8 @@ import pytest
 from engine_support import StackFactory, example
 
 from kswarm.llm.replicas import RouterSettings
-from kswarm.llm.scripts import SEARCH_STEPS
-from kswarm.tools.tasks import parse_task
+from kswarm.sim.scripted import SEARCH_STEPS
+from kswarm.sim.tasks import parse_task
 
 QUICK = example("quickstart")
 ITEMS = len(parse_task(QUICK["spec"]["task"]).items)  # type: ignore[union-attr]
@@ -75,7 +75,7 @@ async def test_serial_orchestrator_spawns_one_stage_per_item(make_stack: StackFa
 
 
 async def test_deep_research_follows_the_chain_one_hop_per_stage(make_stack: StackFactory) -> None:
-    from kswarm.tools.corpus import default_corpus
+    from kswarm.sim.corpus import default_corpus
 
     deep = example("deep-research")
     start = parse_task(deep["spec"]["task"]).chain_start  # type: ignore[union-attr]

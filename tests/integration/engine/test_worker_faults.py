@@ -27,8 +27,8 @@ from temporalio.client import Client
 
 from kswarm.devserver import DevServer
 from kswarm.ledger import Ledger, models
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import start_replicas, stop_replicas
+from kswarm.sim.config import SimConfig
+from kswarm.sim.serving import start_replicas, stop_replicas
 from kswarm.spec import parse_manifest
 from kswarm.workflows import SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.report import build_report

@@ -34,8 +34,8 @@ from kswarm.config import Settings
 from kswarm.devserver import DevServer
 from kswarm.ledger import Ledger
 from kswarm.llm.pools import PoolConfig, pool_entry
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import start_replicas, stop_replicas
+from kswarm.sim.config import SimConfig
+from kswarm.sim.serving import start_replicas, stop_replicas
 from kswarm.spec import RetrySpec, parse_manifest
 from kswarm.telemetry import temporal_plugins
 from kswarm.workflows import SwarmJobInput, SwarmWorkflow

@@ -10,8 +10,8 @@ import pytest
 from llm_sim_support import StartSim
 
 from kswarm.llm import LLMClient
-from kswarm.llm.sim_config import SimConfig, trivial_behaviour
-from kswarm.llm.simulator import SimReplica, start_replicas, stop_replicas
+from kswarm.sim.config import SimConfig, trivial_behaviour
+from kswarm.sim.serving import SimReplica, start_replicas, stop_replicas
 
 
 @pytest.fixture

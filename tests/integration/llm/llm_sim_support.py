@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kswarm.llm import PoolConfig, RetryPolicy
-from kswarm.llm.sim_config import Behaviour
-from kswarm.llm.simulator import SimReplica
+from kswarm.sim.config import Behaviour
+from kswarm.sim.serving import SimReplica
 
 StartSim = Callable[..., Awaitable[list[SimReplica]]]
 

@@ -15,7 +15,7 @@ from llm_sim_support import FAST_RETRY, StartSim, pool_of
 
 from kswarm.devserver import free_ports
 from kswarm.llm import ChatRequest, LLMClient
-from kswarm.llm.simulator import (
+from kswarm.sim.serving import (
     add_sim_arguments,
     load_behaviour,
     run_sim_from_args,
@@ -118,7 +118,7 @@ async def test_serves_replicas_on_consecutive_ports_until_sigterm() -> None:
     port = free_ports(2)
     code = (
         "import argparse, sys\n"
-        "from kswarm.llm.simulator import add_sim_arguments, run_sim_from_args\n"
+        "from kswarm.sim.serving import add_sim_arguments, run_sim_from_args\n"
         "p = argparse.ArgumentParser(); add_sim_arguments(p)\n"
         "sys.exit(run_sim_from_args(p.parse_args(sys.argv[1:])))\n"
     )
@@ -163,7 +163,7 @@ def test_cli_loads_a_named_behaviour_and_refuses_bad_names() -> None:
     for bad, says in [
         ("no-colon", "expected MODULE:FUNCTION"),
         ("kswarm_no_such_module:fn", "cannot import"),
-        ("kswarm.llm.sim_config:no_such_function", "has no function 'no_such_function'"),
+        ("kswarm.sim.config:no_such_function", "has no function 'no_such_function'"),
     ]:
         with pytest.raises(ValueError, match=says):
             load_behaviour(bad)

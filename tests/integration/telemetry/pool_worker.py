@@ -18,7 +18,7 @@ from kswarm import telemetry
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry
-from kswarm.tools import default_registry
+from kswarm.sim import demo_tools
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import pool_task_queue
 
@@ -32,7 +32,7 @@ async def serve(ns: argparse.Namespace) -> None:
     ledger = await Ledger.connect(ns.ledger)
     llm = LLMClient()
     client = await Client.connect(ns.address, plugins=telemetry.temporal_plugins(pools=pools))
-    activities = SwarmActivities(ledger, llm, pools, default_registry())
+    activities = SwarmActivities(ledger, llm, pools, demo_tools())
     worker = Worker(
         client,
         task_queue=pool_task_queue(ns.pool),

@@ -25,10 +25,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import start_replicas, stop_replicas
+from kswarm.sim import demo_tools
+from kswarm.sim.config import SimConfig
+from kswarm.sim.serving import start_replicas, stop_replicas
 from kswarm.telemetry.interceptors import temporal_plugins
-from kswarm.tools import default_registry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import pool_task_queue
 from kswarm.workflows.worker import build_workers, job_worker, running_workers
@@ -105,7 +105,7 @@ async def traced_stack(
     pools = PoolRegistry([pool])
     llm = LLMClient()
     client = await Client.connect(address, plugins=temporal_plugins(pools=pools))
-    activities = SwarmActivities(ledger, llm, pools, default_registry())
+    activities = SwarmActivities(ledger, llm, pools, demo_tools())
     queue = f"q-{uuid.uuid4().hex[:8]}"
     stack = Stack(client, ledger, queue, name, servers, activities)
     if max_cached_workflows is None:

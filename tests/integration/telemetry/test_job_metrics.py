@@ -14,8 +14,8 @@ from kswarm.llm.chats import ChatRequest
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.pools import PoolConfig
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.simulator import start_replicas, stop_replicas
+from kswarm.sim.config import SimConfig
+from kswarm.sim.serving import start_replicas, stop_replicas
 from kswarm.telemetry import metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -57,7 +57,7 @@ def test_older_vllm_gpu_cache_name_and_unlabelled_samples() -> None:
 
 
 def test_simulator_page_matches_prometheus_client() -> None:
-    from kswarm.llm.sim_metrics import SimMetrics
+    from kswarm.sim.metrics import SimMetrics
 
     metrics = SimMetrics(model_name="kswarm-sim")
     text = metrics.render(running=17, waiting=4, kv_cache_usage=0.375)

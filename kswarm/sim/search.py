@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kswarm.tools.corpus import Corpus, default_corpus
+from kswarm.sim.corpus import Corpus, default_corpus
 from kswarm.tools.registry import Tool, ToolContext
 
 __all__ = ["CorpusIndex", "search_tool"]

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kswarm.tools.corpus import ATTRIBUTES, Corpus, default_corpus
+from kswarm.sim.corpus import ATTRIBUTES, Corpus, default_corpus
 
 __all__ = ["ResearchTask", "answer_rows", "parse_task", "score_answer", "subtask_text"]
 

@@ -8,25 +8,23 @@ queueing, batching and prefix caching.
 
 What the model *says* is a :data:`Behaviour`: a function of the request body and a random
 generator seeded from the request's messages, so the same conversation gets the same answer. The
-default is ``kswarm.llm.scripts.scripted_behaviour`` (the scripted swarm) when that module exists,
-else :func:`trivial_behaviour`.
+default is :func:`kswarm.sim.scripted.scripted_behaviour`, the scripted swarm of the demo world's
+research tasks.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, cast
+from typing import Any
 
 __all__ = [
     "DEFAULT_MODEL",
     "FAULT_KINDS",
     "Behaviour",
     "SimConfig",
-    "resolve_behaviour",
     "trivial_behaviour",
 ]
 
@@ -154,17 +152,3 @@ def trivial_behaviour(body: dict[str, Any], rng: random.Random) -> dict[str, Any
             }
         ],
     }
-
-
-def resolve_behaviour(config: SimConfig) -> Behaviour:
-    """The configured behaviour, else ``kswarm.llm.scripts.scripted_behaviour``, else trivial."""
-    if config.behaviour is not None:
-        return config.behaviour
-    try:
-        scripts = importlib.import_module("kswarm.llm.scripts")
-    except ModuleNotFoundError as e:
-        if e.name != "kswarm.llm.scripts":
-            raise
-        return trivial_behaviour
-    scripted = getattr(scripts, "scripted_behaviour", None)
-    return cast(Behaviour, scripted) if callable(scripted) else trivial_behaviour

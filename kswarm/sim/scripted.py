@@ -20,8 +20,8 @@ import random
 import re
 from typing import Any
 
-from kswarm.tools.corpus import ATTRIBUTES
-from kswarm.tools.tasks import ResearchTask, answer_rows, parse_task, subtask_text
+from kswarm.sim.corpus import ATTRIBUTES
+from kswarm.sim.tasks import ResearchTask, answer_rows, parse_task, subtask_text
 
 __all__ = ["CALLS_PER_STEP", "SEARCH_STEPS", "extract_facts", "scripted_behaviour"]
 

@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.sim_engine import Engine, PrefixCache
+from kswarm.sim.config import SimConfig
+from kswarm.sim.engine import Engine, PrefixCache
 
 FAST = 0.01
 

@@ -25,8 +25,8 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kswarm.llm.sim_config import SimConfig
-from kswarm.llm.sim_metrics import SimMetrics
+from kswarm.sim.config import SimConfig
+from kswarm.sim.metrics import SimMetrics
 
 __all__ = ["Engine", "PrefixCache", "SimRequest"]
 

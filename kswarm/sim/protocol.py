@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kswarm.llm.sim_config import SimConfig
+from kswarm.sim.config import SimConfig
 
 __all__ = ["Answer", "ChatCall", "InvalidRequest", "completion_id", "parse_body", "spread"]
 

@@ -32,9 +32,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from kswarm.llm import sim_protocol as protocol
-from kswarm.llm.sim_config import FAULT_KINDS, SimConfig, resolve_behaviour
-from kswarm.llm.sim_engine import Engine
+from kswarm.sim import protocol
+from kswarm.sim.config import FAULT_KINDS, SimConfig
+from kswarm.sim.engine import Engine
+from kswarm.sim.scripted import scripted_behaviour
 
 __all__ = ["SimService"]
 
@@ -71,7 +72,7 @@ def _seconds(value: float) -> str:
 
 
 class SimService:
-    """One replica's state and request handlers; :mod:`kswarm.llm.simulator` serves it."""
+    """One replica's state and request handlers; :mod:`kswarm.sim.serving` serves it."""
 
     def __init__(self, config: SimConfig, *, replica_id: str) -> None:
         self.replica_id = replica_id
@@ -80,14 +81,14 @@ class SimService:
         self.healthy = True
         """``False`` makes ``/health`` answer 503 (tests of ejection and recovery)."""
         self.closing = asyncio.Event()
-        self._behaviour = resolve_behaviour(config)
+        self._behaviour = config.behaviour or scripted_behaviour
         self._faults = random.Random(f"faults:{config.seed}:{replica_id}")
         self._forced: dict[str, int] = {}
 
     def reconfigure(self, config: SimConfig) -> None:
         """Change faults or behaviour while serving; the engine keeps its own cost model."""
         self.config = config
-        self._behaviour = resolve_behaviour(config)
+        self._behaviour = config.behaviour or scripted_behaviour
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self.authorize])

@@ -30,9 +30,9 @@ from typing import Any, cast
 from aiohttp import web
 
 from kswarm import looping
-from kswarm.llm.sim_config import Behaviour, SimConfig
-from kswarm.llm.sim_engine import Engine
-from kswarm.llm.sim_server import SimService
+from kswarm.sim.config import Behaviour, SimConfig
+from kswarm.sim.engine import Engine
+from kswarm.sim.server import SimService
 
 __all__ = [
     "SimReplica",
@@ -219,7 +219,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="MODULE:FUNCTION",
         help="what the model answers: an importable (body, rng) -> message function "
-        "(default: the scripted behaviour of kswarm.llm.scripts)",
+        "(default: the scripted behaviour of kswarm.sim.scripted)",
     )
 
 
