@@ -3,10 +3,13 @@
 A ``SwarmJobSpec`` is built from a SwarmJob manifest (``apiVersion: kswarm.dev/v1alpha1``,
 ``kind: SwarmJob``) by :func:`parse_manifest`. Every validation error is a
 :class:`~kswarm.errors.SpecError` that names the field path and what is allowed, e.g.
-``spec.subagents.maxConcurrent: must be between 1 and 100, got 1000``.
+``spec.subagents.maxConcurrent: must be between 1 and 300, got 1000``.
 
-The types are plain dataclasses so they travel through Temporal's default data converter
-unchanged, and the same defaults hold here, in the CRD schema and in the docs.
+The CRD (``crds/swarmjobs.yaml``) is the one source of every bound and default: a manifest is
+checked against its schema and defaulted from it (:mod:`kswarm.schemas`), so ``kubectl apply``,
+``kswarm run`` and the SDK accept and refuse the same jobs. The types are plain dataclasses so
+they travel through Temporal's data converter unchanged; ``tests/unit/test_spec_schema.py``
+proves their fields and defaults match the schema's.
 """
 
 from __future__ import annotations
@@ -14,34 +17,64 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import yaml
 
+from kswarm import schemas
 from kswarm.errors import SpecError
 
 __all__ = [
     "API_VERSION",
     "KIND",
+    "MAX_SUBAGENTS",
+    "EvaluationSpec",
     "Limits",
+    "Mode",
     "OrchestratorSpec",
+    "Profile",
     "RetrySpec",
+    "Scorer",
     "SubagentSpec",
     "SwarmJobManifest",
     "SwarmJobSpec",
     "load_manifest_file",
     "parse_manifest",
+    "parse_spec",
 ]
+
+T = TypeVar("T")
 
 API_VERSION = "kswarm.dev/v1alpha1"
 KIND = "SwarmJob"
+MAX_SUBAGENTS = 300
+"""Kimi K2.6's published swarm size; the CRD's bound on ``spec.subagents.maxConcurrent``."""
 
-Mode = Literal["swarm", "single"]
-MODES = ("swarm", "single")
-PROFILES = ("swarm", "serial")
-MAX_SUBAGENTS = 100
+
+class Mode(StrEnum):
+    SWARM = "swarm"
+    """An orchestrator spawns sub-agents that work in parallel."""
+    SINGLE = "single"
+    """One agent with the plain tools and no spawn tool: the baseline of every speedup."""
+
+
+class Profile(StrEnum):
+    SWARM = "swarm"
+    SERIAL = "serial"
+
+
+class Scorer(StrEnum):
+    CORPUS_ITEM_F1 = "corpus-item-f1"
+    """Item-level F1 of a demo-world research task against the fictional corpus."""
+
+
+MODES = tuple(Mode)
+PROFILES = tuple(Profile)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +89,7 @@ class OrchestratorSpec:
     """Orchestrator steps (model calls) before the job fails with MaxStepsExceeded."""
     system_prompt: str = ""
     """Extra instructions placed before the built-in orchestrator prompt."""
-    profile: str = "swarm"
+    profile: Profile = Profile.SWARM
     """How a scripted (simulated) orchestrator splits work: ``swarm`` or ``serial``."""
 
 
@@ -67,11 +100,17 @@ class SubagentSpec:
     model: str = ""
     """Model name; empty means the pool's model."""
     max_concurrent: int = 100
-    """Sub-agents running at once (1..100); more are queued inside their stage."""
+    """Sub-agents running at once; more are queued inside their stage."""
     max_steps: int = 30
     """Steps one sub-agent may take before it ends with what it has."""
     tools: tuple[str, ...] = ()
     """Tools a sub-agent gets; empty means the job's ``tools``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationSpec:
+    scorer: Scorer
+    """How the job's answer is scored; the score is the job's ``quality``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,12 +139,15 @@ class RetrySpec:
 class SwarmJobSpec:
     task: str
     """What the job must achieve, in natural language."""
-    mode: str = "swarm"
+    mode: Mode = Mode.SWARM
     """``swarm`` (orchestrator with sub-agents) or ``single`` (one agent, the baseline)."""
     orchestrator: OrchestratorSpec = field(default_factory=OrchestratorSpec)
     subagents: SubagentSpec = field(default_factory=SubagentSpec)
-    tools: tuple[str, ...] = ("search",)
-    """The job's tool allow-list; calls to any other tool are refused and recorded."""
+    tools: tuple[str, ...] = ()
+    """The job's tool allow-list; calls to any other tool are refused and recorded. Empty: the
+    orchestrator has only its spawn and finish controls."""
+    evaluation: EvaluationSpec | None = None
+    """How to score the answer; ``None``: the job has no ``quality``."""
     limits: Limits = field(default_factory=Limits)
     retry: RetrySpec = field(default_factory=RetrySpec)
 
@@ -114,8 +156,9 @@ class SwarmJobSpec:
         return self.subagents.tools or self.tools
 
     def with_mode(self, mode: str) -> SwarmJobSpec:
-        _check_enum("spec.mode", mode, MODES)
-        return dataclasses.replace(self, mode=mode)
+        if mode not in MODES:
+            raise SpecError("spec.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        return dataclasses.replace(self, mode=Mode(mode))
 
     def to_manifest_spec(self) -> dict[str, Any]:
         """The camelCase ``spec`` object of a manifest (inverse of :func:`parse_manifest`)."""
@@ -174,7 +217,9 @@ def parse_manifest(
         raise SpecError("apiVersion", f"must be {API_VERSION!r}, got {api!r}")
     if manifest.get("kind") != KIND:
         raise SpecError("kind", f"must be {KIND!r}, got {manifest.get('kind')!r}")
-    meta = _mapping(manifest.get("metadata", {}), "metadata")
+    meta = manifest.get("metadata") or {}
+    if not isinstance(meta, Mapping):
+        raise SpecError("metadata", f"must be a mapping, got {_kind(meta)}")
     name = meta.get("name") or meta.get("generateName") or ""
     if not isinstance(name, str) or not name:
         raise SpecError("metadata.name", "is required")
@@ -198,91 +243,22 @@ def parse_spec(
     known_tools: Iterable[str] | None = None,
     known_pools: Iterable[str] | None = None,
 ) -> SwarmJobSpec:
-    if raw is None:
-        raise SpecError("spec", "is required")
-    spec = _mapping(raw, "spec")
-    _no_unknown(
-        spec, "spec", {"task", "mode", "orchestrator", "subagents", "tools", "limits", "retry"}
-    )
-    task = spec.get("task")
-    if task is None:
-        raise SpecError("spec.task", "is required")
-    if not isinstance(task, str) or not task.strip():
-        raise SpecError("spec.task", f"must be a non-empty string, got {_show(task)}")
-    mode = spec.get("mode", "swarm")
-    _check_enum("spec.mode", mode, MODES)
+    """Check ``raw`` (a manifest's ``spec``) against the CRD's schema and build its typed form.
 
-    o = _mapping(spec.get("orchestrator", {}), "spec.orchestrator")
-    _no_unknown(o, "spec.orchestrator", {"pool", "model", "maxSteps", "systemPrompt", "profile"})
-    orchestrator = OrchestratorSpec(
-        pool=_pool(o, "spec.orchestrator.pool"),
-        model=_str(o, "model", "spec.orchestrator.model", ""),
-        max_steps=_int(o, "maxSteps", "spec.orchestrator.maxSteps", 50, 1, 1000),
-        system_prompt=_str(o, "systemPrompt", "spec.orchestrator.systemPrompt", ""),
-        profile=_str(o, "profile", "spec.orchestrator.profile", "swarm"),
-    )
-    _check_enum("spec.orchestrator.profile", orchestrator.profile, PROFILES)
-
-    s = _mapping(spec.get("subagents", {}), "spec.subagents")
-    _no_unknown(s, "spec.subagents", {"pool", "model", "maxConcurrent", "maxSteps", "tools"})
-    subagents = SubagentSpec(
-        pool=_pool(s, "spec.subagents.pool"),
-        model=_str(s, "model", "spec.subagents.model", ""),
-        max_concurrent=_int(
-            s, "maxConcurrent", "spec.subagents.maxConcurrent", 100, 1, MAX_SUBAGENTS
-        ),
-        max_steps=_int(s, "maxSteps", "spec.subagents.maxSteps", 30, 1, 1000),
-        tools=_str_list(s.get("tools", []), "spec.subagents.tools"),
-    )
-    tools = _str_list(spec.get("tools", ["search"]), "spec.tools")
-
-    lim = _mapping(spec.get("limits", {}), "spec.limits")
-    _no_unknown(lim, "spec.limits", {"maxToolCalls", "maxTokens", "deadlineSeconds"})
-    limits = Limits(
-        max_tool_calls=_int(lim, "maxToolCalls", "spec.limits.maxToolCalls", 1500, 1, 100_000),
-        max_tokens=_opt_int(lim, "maxTokens", "spec.limits.maxTokens", 1, 10**12),
-        deadline_seconds=_opt_int(
-            lim, "deadlineSeconds", "spec.limits.deadlineSeconds", 1, 7 * 24 * 3600
-        ),
-    )
-
-    r = _mapping(spec.get("retry", {}), "spec.retry")
-    _no_unknown(
-        r,
-        "spec.retry",
-        {"maxAttempts", "initialIntervalSeconds", "backoffCoefficient", "maximumIntervalSeconds"},
-    )
-    retry = RetrySpec(
-        max_attempts=_int(r, "maxAttempts", "spec.retry.maxAttempts", 5, 1, 100),
-        initial_interval_seconds=_num(
-            r, "initialIntervalSeconds", "spec.retry.initialIntervalSeconds", 1.0, 0.001, 3600
-        ),
-        backoff_coefficient=_num(
-            r, "backoffCoefficient", "spec.retry.backoffCoefficient", 2.0, 1.0, 10.0
-        ),
-        maximum_interval_seconds=_num(
-            r, "maximumIntervalSeconds", "spec.retry.maximumIntervalSeconds", 30.0, 0.001, 3600
-        ),
-    )
-    if retry.maximum_interval_seconds < retry.initial_interval_seconds:
-        raise SpecError(
-            "spec.retry.maximumIntervalSeconds",
-            f"must be at least spec.retry.initialIntervalSeconds "
-            f"({retry.initial_interval_seconds}), got {retry.maximum_interval_seconds}",
-        )
-
-    result = SwarmJobSpec(
-        task=task,
-        mode=mode,
-        orchestrator=orchestrator,
-        subagents=subagents,
-        tools=tools,
-        limits=limits,
-        retry=retry,
-    )
+    Bounds, enums and defaults come from ``crds/swarmjobs.yaml`` only (see
+    :mod:`kswarm.schemas`); what the schema cannot know (pool names, known tools) is checked
+    here.
+    """
+    spec = schemas.validate(raw, "spec")
+    for path in ("spec.orchestrator.pool", "spec.subagents.pool"):
+        _check_pool(path, spec[path.split(".")[1]]["pool"])
+    result = _build(SwarmJobSpec, spec)
     if known_tools is not None:
         known = set(known_tools)
-        for path, names in (("spec.tools", tools), ("spec.subagents.tools", subagents.tools)):
+        for path, names in (
+            ("spec.tools", result.tools),
+            ("spec.subagents.tools", result.subagents.tools),
+        ):
             for i, t in enumerate(names):
                 if t not in known:
                     raise SpecError(
@@ -292,14 +268,50 @@ def parse_spec(
     if known_pools is not None:
         pools = set(known_pools)
         for path, pool in (
-            ("spec.orchestrator.pool", orchestrator.pool),
-            ("spec.subagents.pool", subagents.pool),
+            ("spec.orchestrator.pool", result.orchestrator.pool),
+            ("spec.subagents.pool", result.subagents.pool),
         ):
             if pool not in pools:
                 raise SpecError(
                     path, f"unknown pool {pool!r}; known pools: {', '.join(sorted(pools))}"
                 )
     return result
+
+
+def _build(cls: type[T], raw: Mapping[str, Any]) -> T:
+    """An instance of the spec dataclass ``cls`` from its (validated, defaulted) camelCase form;
+    a field the manifest leaves out keeps the dataclass default."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = _camel(f.name)
+        if key not in raw:
+            continue
+        values[f.name] = _typed(hints[f.name], raw[key])
+    return cls(**values)
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return _typed(args[0], value)
+    if typing.get_origin(hint) is tuple:
+        return tuple(value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return hint(value)
+    if hint is float:
+        return float(value)
+    return value
+
+
+def _check_pool(path: str, pool: str) -> None:
+    namespace, sep, name = pool.partition("/")
+    if sep and (not namespace or not name or "/" in name):
+        raise SpecError(path, f"must be a pool name, NAME or NAMESPACE/NAME, got {pool!r}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -313,91 +325,6 @@ def _kind(v: Any) -> str:
     )
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, str):
-        return repr(v)
-    return f"{_kind(v)} {v!r}" if isinstance(v, list | dict) else repr(v)
-
-
-def _mapping(v: Any, path: str) -> Mapping[str, Any]:
-    if v is None:
-        return {}
-    if not isinstance(v, Mapping):
-        raise SpecError(path, f"must be a mapping, got {_kind(v)}")
-    return v
-
-
-def _no_unknown(m: Mapping[str, Any], path: str, allowed: set[str]) -> None:
-    for key in m:
-        if key not in allowed:
-            raise SpecError(
-                f"{path}.{key}", f"unknown field; allowed fields: {', '.join(sorted(allowed))}"
-            )
-
-
-def _check_enum(path: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise SpecError(path, f"must be one of {', '.join(allowed)}, got {_show(value)}")
-
-
-def _str(m: Mapping[str, Any], key: str, path: str, default: str) -> str:
-    v = m.get(key, default)
-    if v is None:
-        return default
-    if not isinstance(v, str):
-        raise SpecError(path, f"must be a string, got {_kind(v)}")
-    return v
-
-
-def _pool(m: Mapping[str, Any], path: str) -> str:
-    v = _str(m, "pool", path, "default")
-    if not v.strip():
-        raise SpecError(path, "must name a model pool, got an empty string")
-    namespace, sep, name = v.partition("/")
-    if sep and (not namespace or not name or "/" in name):
-        raise SpecError(path, f"must be a pool name, NAME or NAMESPACE/NAME, got {v!r}")
-    return v
-
-
-def _int(m: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:
-    v = m.get(key, default)
-    if v is None:
-        v = default
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise SpecError(path, f"must be an integer between {lo} and {hi}, got {_show(v)}")
-    if not lo <= v <= hi:
-        raise SpecError(path, f"must be between {lo} and {hi}, got {v}")
-    return v
-
-
-def _opt_int(m: Mapping[str, Any], key: str, path: str, lo: int, hi: int) -> int | None:
-    if m.get(key) is None:
-        return None
-    return _int(m, key, path, lo, lo, hi)
-
-
-def _num(m: Mapping[str, Any], key: str, path: str, default: float, lo: float, hi: float) -> float:
-    v = m.get(key, default)
-    if v is None:
-        v = default
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise SpecError(path, f"must be a number between {lo} and {hi}, got {_show(v)}")
-    if not lo <= v <= hi:
-        raise SpecError(path, f"must be between {lo} and {hi}, got {v}")
-    return float(v)
-
-
-def _str_list(v: Any, path: str) -> tuple[str, ...]:
-    if v is None:
-        return ()
-    if not isinstance(v, list):
-        raise SpecError(path, f"must be a list of strings, got {_kind(v)}")
-    for i, item in enumerate(v):
-        if not isinstance(item, str) or not item:
-            raise SpecError(f"{path}[{i}]", f"must be a non-empty string, got {_show(item)}")
-    return tuple(v)
-
-
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -408,4 +335,6 @@ def _camelize(v: Any) -> Any:
         return {_camel(k): _camelize(x) for k, x in v.items() if x is not None}
     if isinstance(v, list | tuple):
         return [_camelize(x) for x in v]
+    if isinstance(v, StrEnum):
+        return str(v)
     return v

@@ -224,6 +224,7 @@ class StreamAssembler:
         self._role = "assistant"
         self._content: list[str] = []
         self._reasoning: list[str] = []
+        self._refusal: list[str] = []
         self._tool_calls: dict[int, dict[str, Any]] = {}
         self._arguments: dict[int, list[str]] = {}
         self.done = False
@@ -270,6 +271,9 @@ class StreamAssembler:
         if delta.get("content"):
             self._content.append(delta["content"])
             produced = True
+        if delta.get("refusal"):
+            self._refusal.append(str(delta["refusal"]))
+            produced = True
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning:
             self._reasoning.append(reasoning)
@@ -299,6 +303,8 @@ class StreamAssembler:
         }
         if self._reasoning:
             message["reasoning_content"] = "".join(self._reasoning)
+        if self._refusal:
+            message["refusal"] = "".join(self._refusal)
         calls = []
         for index in sorted(self._tool_calls):
             call = self._tool_calls[index]

@@ -140,6 +140,8 @@ class ChatCall:
 class Answer:
     content: str | None
     tool_calls: list[dict[str, Any]]
+    refusal: str | None = None
+    """OpenAI's ``message.refusal``: the model declines the request and says why."""
     output_tokens: int
     finish_reason: str
 
@@ -182,8 +184,13 @@ class Answer:
             output_tokens = chat.max_tokens
             content = (content or "")[: output_tokens * config.chars_per_token]
             calls, finish = [], "length"
+        refusal = message.get("refusal")
         return cls(
-            content=content, tool_calls=calls, output_tokens=output_tokens, finish_reason=finish
+            content=content,
+            tool_calls=calls,
+            refusal=str(refusal) if refusal else None,
+            output_tokens=output_tokens,
+            finish_reason=finish,
         )
 
     @property
@@ -209,6 +216,8 @@ class Answer:
             "content": self.content,
             "tool_calls": self.tool_calls,
         }
+        if self.refusal:
+            message["refusal"] = self.refusal
         return {
             "id": completion_id(),
             "object": "chat.completion",
@@ -233,6 +242,8 @@ class Answer:
         deltas: list[dict[str, Any]] = [
             {"content": piece} for piece in _pieces(self.content or "", CONTENT_PIECES)
         ]
+        if self.refusal:
+            deltas.append({"refusal": self.refusal})
         for index, call in enumerate(self.tool_calls):
             function = call["function"]
             deltas.append(

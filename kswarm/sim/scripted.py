@@ -23,7 +23,13 @@ from typing import Any
 from kswarm.sim.corpus import ATTRIBUTES
 from kswarm.sim.tasks import ResearchTask, answer_rows, parse_task, subtask_text
 
-__all__ = ["CALLS_PER_STEP", "SEARCH_STEPS", "extract_facts", "scripted_behaviour"]
+__all__ = [
+    "CALLS_PER_STEP",
+    "SEARCH_STEPS",
+    "UNKNOWN_TASK",
+    "extract_facts",
+    "scripted_behaviour",
+]
 
 SEARCH_STEPS = 3
 CALLS_PER_STEP = 5
@@ -240,10 +246,29 @@ def _entity(task: ResearchTask, index: int, notes: list[dict[str, Any]]) -> str 
     return None
 
 
+UNKNOWN_TASK = (
+    "the simulated model does not know this task; point the job at a real model pool (--pools) "
+    "or use --behaviour"
+)
+"""What the scripted model says of a task that is not one of the demo world's research tasks."""
+
+
+def _unknown_task(rng: random.Random) -> dict[str, Any]:
+    """How a model that cannot help answers: a plain answer and OpenAI's ``refusal``."""
+    return {
+        "role": "assistant",
+        "content": "I cannot help with this task: I only know the demo world's research tasks.",
+        "refusal": UNKNOWN_TASK,
+        "tool_calls": [],
+    }
+
+
 def scripted_behaviour(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """The assistant message a seeded scripted model answers ``body`` with."""
     messages = body.get("messages") or []
     task = parse_task(_task_text(messages))
+    if task is None:
+        return _unknown_task(rng)
     if "spawn_subagents" in _tool_names(body):
         return _orchestrate(body, task, rng)
     return _work(body, task, rng)

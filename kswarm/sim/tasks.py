@@ -8,9 +8,8 @@ scorer can read::
     - Ulmoon Pharma
     - ...
 
-or, for a sequential (deep) task, ``Chain start: Ulmoon Pharma``. ``quality`` is an item-level
-F1 in the manner of WideSearch: every (entity, attribute) cell is an item; precision is the share
-of reported cells that match the ground truth, recall the share of true cells reported right.
+or, for a sequential (deep) task, ``Chain start: Ulmoon Pharma``. :mod:`kswarm.sim.scoring`
+scores answers to such tasks against the corpus.
 """
 
 from __future__ import annotations
@@ -20,9 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kswarm.sim.corpus import ATTRIBUTES, Corpus, default_corpus
+from kswarm.sim.corpus import ATTRIBUTES
 
-__all__ = ["ResearchTask", "answer_rows", "parse_task", "score_answer", "subtask_text"]
+__all__ = ["ResearchTask", "answer_rows", "parse_task", "subtask_text"]
 
 _ATTR = re.compile(r"^\s*Attributes:\s*(.+)$", re.M)
 _CHAIN = re.compile(r"^\s*Chain start:\s*(.+?)\s*$", re.M)
@@ -91,39 +90,3 @@ def answer_rows(answer: str) -> list[dict[str, Any]]:
         if isinstance(data, list):
             return [r for r in data if isinstance(r, dict)]
     return []
-
-
-def score_answer(task_text: str, answer: str, corpus: Corpus | None = None) -> float | None:
-    """Item-level F1 of ``answer`` against the corpus, or None when the task has no truth."""
-    task = parse_task(task_text)
-    if task is None:
-        return None
-    corpus = corpus or default_corpus()
-    if task.chain_start:
-        if task.chain_start not in corpus.by_name:
-            return None
-        entities = [c.name for c in corpus.chain(task.chain_start)]
-    elif task.subject:
-        entities = [task.subject]
-    else:
-        entities = list(task.items)
-    truth = {
-        (e, a): corpus.by_name[e].fact(a).lower()
-        for e in entities
-        if e in corpus.by_name
-        for a in task.attributes
-    }
-    if not truth:
-        return None
-    reported: dict[tuple[str, str], str] = {}
-    for row in answer_rows(answer):
-        entity = str(row.get("entity", ""))
-        for a in task.attributes:
-            if a in row and row[a] not in (None, ""):
-                reported[(entity, a)] = str(row[a]).strip().lower()
-    correct = sum(1 for k, v in reported.items() if truth.get(k) == v)
-    precision = correct / len(reported) if reported else 0.0
-    recall = correct / len(truth)
-    if precision + recall == 0:
-        return 0.0
-    return round(2 * precision * recall / (precision + recall), 4)

@@ -39,7 +39,8 @@ def test_defaults_match_the_design() -> None:
     assert spec.mode == "swarm"
     assert spec.subagents.max_concurrent == 100
     assert spec.limits.max_tool_calls == 1500
-    assert spec.tools == ("search",)
+    assert spec.tools == ()
+    assert spec.evaluation is None
     assert spec.retry.max_attempts == 5
 
 
@@ -63,12 +64,12 @@ def test_sdk_input_is_built_from_a_manifest() -> None:
         pytest.param(with_spec(task=""), "spec.task: must be a non-empty string", id="empty-task"),
         pytest.param(
             with_spec(subagents__maxConcurrent=1000),
-            "spec.subagents.maxConcurrent: must be between 1 and 100, got 1000",
+            "spec.subagents.maxConcurrent: must be between 1 and 300, got 1000",
             id="too-many-subagents",
         ),
         pytest.param(
             with_spec(subagents__maxConcurrent="ten"),
-            "spec.subagents.maxConcurrent: must be an integer between 1 and 100, got 'ten'",
+            "spec.subagents.maxConcurrent: must be an integer between 1 and 300, got 'ten'",
             id="wrong-type",
         ),
         pytest.param(
@@ -88,7 +89,7 @@ def test_sdk_input_is_built_from_a_manifest() -> None:
         ),
         pytest.param(
             with_spec(subagents__pool=""),
-            "spec.subagents.pool: must name a model pool",
+            "spec.subagents.pool: must name a ModelPool",
             id="empty-pool",
         ),
         pytest.param(
@@ -98,7 +99,7 @@ def test_sdk_input_is_built_from_a_manifest() -> None:
         ),
         pytest.param(
             with_spec(retry__initialIntervalSeconds=10, retry__maximumIntervalSeconds=1),
-            "spec.retry.maximumIntervalSeconds: must be at least",
+            "spec.retry.maximumIntervalSeconds: must be greater than or equal to",
             id="interval-order",
         ),
         pytest.param(

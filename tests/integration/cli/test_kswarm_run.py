@@ -105,7 +105,7 @@ def test_two_runs_at_once_do_not_collide(tmp_path: Path) -> None:
         ),
         pytest.param(
             {"subagents": {"maxConcurrent": 1000}},
-            "spec.subagents.maxConcurrent: must be between 1 and 100, got 1000",
+            "spec.subagents.maxConcurrent: must be between 1 and 300, got 1000",
             id="too-many-subagents",
         ),
         pytest.param(

@@ -1,0 +1,154 @@
+"""Activities that keep a job's books: its start, each agent's end, spawn results, its outcome.
+
+They run as local activities of the workflows (short ledger writes); each is idempotent, so a
+retried or replayed one writes the same rows again, never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from temporalio import activity
+
+from kswarm.ledger import AgentRecord, StageRecord, ToolCallKey
+from kswarm.ledger.repository import utcnow
+from kswarm.tools import control as ctl
+from kswarm.workflows.evaluation import evaluate
+from kswarm.workflows.inputs import (
+    AgentResult,
+    FinishJobInput,
+    SpawnResultInput,
+    StageSummary,
+    StartJobInput,
+)
+from kswarm.workflows.resources import ActivityResources
+
+__all__ = ["RESULT_PREVIEW_CHARS", "BookkeepingActivities"]
+
+RESULT_PREVIEW_CHARS = 4000
+
+
+class BookkeepingActivities(ActivityResources):
+    """``start_job``, ``finish_agent``, ``spawn_result`` and ``finish_job``."""
+
+    @activity.defn(name="start_job")
+    async def start_job(self, inp: StartJobInput) -> None:
+        spec = inp.spec
+        await self.ledger.upsert_job(
+            uid=inp.uid,
+            namespace=inp.namespace,
+            name=inp.name,
+            mode=spec.mode,
+            spec=spec.to_manifest_spec(),
+        )
+        prompt = ctl.system_prompt(inp.role, spec.orchestrator.system_prompt)
+        await self.ledger.upsert_agents(
+            [
+                AgentRecord(
+                    id=inp.agent_id,
+                    job_uid=inp.uid,
+                    role=inp.role,
+                    name=inp.role,
+                    task=spec.task,
+                    system_prompt=prompt,
+                    stage=0,
+                    status="Running",
+                )
+            ]
+        )
+        await self.ledger.append_messages(
+            inp.uid,
+            inp.agent_id,
+            0,
+            [{"role": "system", "content": prompt}, {"role": "user", "content": spec.task}],
+        )
+
+    async def _record_stage(self, job_uid: str, stage: StageSummary) -> None:
+        await self.ledger.record_stage(
+            job_uid,
+            StageRecord(
+                index=stage.stage,
+                main_steps=stage.main_steps,
+                max_subagent_steps=stage.max_subagent_steps,
+                subagents=stage.subagents,
+                model_seconds=stage.model_seconds,
+            ),
+        )
+
+    @activity.defn(name="finish_agent")
+    async def finish_agent(self, result: AgentResult) -> None:
+        history = await self.ledger.get_messages(result.agent_id)
+        answer = next(
+            (
+                str(m.get("content") or "")
+                for m in reversed(history)
+                if m.get("role") == "assistant"
+            ),
+            "",
+        )
+        await self.ledger.update_agent(
+            result.agent_id,
+            status=result.status,
+            steps=result.steps,
+            answer=answer,
+            error=result.error,
+            finished_at=utcnow(),
+        )
+
+    @activity.defn(name="spawn_result")
+    async def spawn_result(self, inp: SpawnResultInput) -> None:
+        """Store a spawn call's result: every child's status and final answer."""
+        children = []
+        for child in inp.children:
+            a = await self.ledger.get_agent(child)
+            if a is not None:
+                children.append({"agent": a.name, "status": a.status, "answer": a.answer or ""})
+        key = ToolCallKey(inp.job_uid, inp.agent_id, inp.step, inp.call_index)
+        begin = await self.ledger.begin_tool_call(key, tool=ctl.SPAWN_SUBAGENTS, arguments=None)
+        if begin.outcome == "run":
+            await self.ledger.finish_tool_call(key, status="succeeded", result=children)
+
+    @activity.defn(name="finish_job")
+    async def finish_job(self, inp: FinishJobInput) -> tuple[str, float | None]:
+        """Write the outcome; return the (truncated) final answer and its quality score."""
+        out = inp.outcome
+        job = await self.ledger.get_job(out.uid)
+        answer = await self._final_answer(inp.final_agent_id)
+        quality = evaluate(job.spec, answer) if job is not None else None
+        await self.ledger.finish_job(
+            out.uid,
+            phase=out.phase,
+            reason=out.reason,
+            result=answer,
+            critical_steps=out.critical_steps,
+            total_steps=out.total_steps,
+            speedup=out.speedup,
+            wall_seconds=out.wall_seconds,
+            model_seconds=out.model_seconds,
+            quality=quality,
+            report={
+                "stages": [dataclasses.asdict(st) for st in out.stages],
+                "subagents": {
+                    "spawned": out.subagents_spawned,
+                    "succeeded": out.subagents_succeeded,
+                    "failed": out.subagents_failed,
+                },
+            },
+        )
+        await asyncio.gather(*(self._record_stage(out.uid, st) for st in out.stages))
+        await self.ledger.update_agent(
+            inp.final_agent_id, status=out.phase, answer=answer, finished_at=utcnow()
+        )
+        await self.ledger.flush()
+        return answer[:RESULT_PREVIEW_CHARS], quality
+
+    async def _final_answer(self, agent_id: str) -> str:
+        for call in reversed(await self.ledger.get_tool_calls(agent_id)):
+            if call.tool == ctl.FINISH and isinstance(call.arguments, dict):
+                return str(call.arguments.get("answer", ""))
+        history = await self.ledger.get_messages(agent_id)
+        for m in reversed(history):
+            if m.get("role") == "assistant" and not m.get("tool_calls"):
+                return str(m.get("content") or "")
+        return ""
