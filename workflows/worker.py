@@ -83,6 +83,7 @@ def job_worker(
             activities.spawn_result,
             activities.finish_job,
             activities.run_tool,
+            activities.run_tools,
         ],
         **settings,
     )
