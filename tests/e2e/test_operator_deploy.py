@@ -8,16 +8,24 @@ side: what it must not allow.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 from operator_support import DEPLOY, apply_operator_identity
+
+from kswarm.operator.workerpools import DEFAULT_KEYS_DIR, load_static_pools
 
 if TYPE_CHECKING:
     from conftest import ControlPlane
 
 OPERATOR = "system:serviceaccount:kswarm-system:kswarm-operator"
 WORKER = "system:serviceaccount:kswarm-system:kswarm-worker"
+
+
+def rendered(cp: ControlPlane) -> list[dict[str, Any]]:
+    out = cp.kubectl("kustomize", str(DEPLOY)).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def test_the_base_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
@@ -32,6 +40,49 @@ def test_the_base_passes_a_server_side_dry_run(control_plane: ControlPlane) -> N
         "serviceaccount/kswarm-operator",
     ):
         assert obj in out
+
+
+def test_the_components_run_the_kswarm_image_with_the_database_url_from_a_secret(
+    control_plane: ControlPlane,
+) -> None:
+    deployments = {
+        d["metadata"]["name"]: d for d in rendered(control_plane) if d["kind"] == "Deployment"
+    }
+    for name, command in (
+        ("kswarm-operator", ["kswarm", "operator"]),
+        ("kswarm-worker", ["kswarm", "worker"]),
+        ("kswarm-dashboard", ["kswarm", "dashboard"]),
+    ):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["image"] == "ghcr.io/kswarm/kswarm:0.1.0"
+        assert c["command"] == command
+        env = {e["name"]: e for e in c["env"]}
+        assert env["KSWARM_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kswarm-database"
+        assert pod["serviceAccountName"] == name
+    assert deployments["kswarm-operator"]["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
+    control_plane: ControlPlane,
+) -> None:
+    docs = rendered(control_plane)
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    for name in ("swarmjobs", "modelpools"):
+        assert {name, f"{name}/status", f"{name}/finalizers"} <= resources
+    assert "secrets" not in resources and "*" not in resources
+    assert all("*" not in rule["verbs"] for rule in role["rules"])
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    assert set(roles) == {"kswarm-pool-secrets", "kswarm-operator-pools"}
+    for role in roles.values():  # Secrets and the pools ConfigMap: by name only
+        assert all(rule.get("resourceNames") for rule in role["rules"])
+    pools, keys = roles["kswarm-operator-pools"]["rules"]
+    assert (pools["resources"], pools["resourceNames"]) == (["configmaps"], ["kswarm-pools"])
+    # The Secret of the workers' API keys: written, never read back, and no other Secret.
+    assert (keys["resources"], keys["resourceNames"]) == (["secrets"], ["kswarm-pool-keys"])
+    assert set(keys["verbs"]) == {"create", "patch"}
+    assert roles["kswarm-operator-pools"]["metadata"]["namespace"] == "kswarm-system"
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +165,55 @@ def test_the_worker_s_identity_reads_no_secret(
             "auth", "can-i", verb, resource, "-n", "kswarm-system", f"--as={WORKER}", check=False
         )
         assert res.stdout.strip() == "no", (verb, resource, res.stdout, res.stderr)
+
+
+def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
+    control_plane: ControlPlane, tmp_path: Any
+) -> None:
+    docs = rendered(control_plane)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    # The operator owns kswarm-pools: the base ships none, or `kubectl apply -k` would undo it.
+    assert "kswarm-pools" not in config_maps
+
+    def mounted(name: str, env: str, config_map: str) -> str:
+        """The key of ``config_map`` that the file named by ``env`` in ``name`` reads."""
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        path = next(e["value"] for e in c["env"] if e["name"] == env)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for mount in c["volumeMounts"]:
+            source = volumes[mount["name"]].get("configMap", {})
+            if source.get("name") == config_map and path.startswith(mount["mountPath"] + "/"):
+                file = path[len(mount["mountPath"]) + 1 :]
+                items = {i["path"]: i["key"] for i in source.get("items", [])}
+                return str(items.get(file, file))
+        raise AssertionError(f"{name}: {env}={path} is not a file of ConfigMap {config_map}")
+
+    assert mounted("kswarm-worker", "KSWARM_POOLS_FILE", "kswarm-pools") == "pools.yaml"
+    # The pools' API keys: the Secret the operator writes, where its apiKeyFile paths point.
+    (op,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
+    keys_dir = next(e["value"] for e in op["env"] if e["name"] == "KSWARM_POOL_KEYS_DIR")
+    assert keys_dir == DEFAULT_KEYS_DIR
+    pod = deployments["kswarm-worker"]["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (keys,) = [m for m in worker["volumeMounts"] if m["mountPath"] == keys_dir]
+    assert keys.get("readOnly") is True
+    secret = volumes[keys["name"]]["secret"]
+    assert (secret["secretName"], secret["optional"]) == ("kswarm-pool-keys", True)
+    readable = secret.get("defaultMode", 0o644)
+    assert readable & 0o004 or (readable & 0o040 and pod["securityContext"].get("fsGroup"))
+    # Side by side, not nested: a read-only ConfigMap volume has no room for a mount point.
+    for mount in worker["volumeMounts"]:
+        if mount is not keys:
+            assert not keys_dir.startswith(mount["mountPath"] + "/"), mount
+    key = mounted("kswarm-operator", "KSWARM_STATIC_POOLS_FILE", "kswarm-static-pools")
+    static = tmp_path / "static.yaml"
+    static.write_text(config_maps["kswarm-static-pools"]["data"][key])
+    assert [p["name"] for p in load_static_pools(str(static))] == ["default"]
+    (c,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["KSWARM_OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.namespace"
+    )
