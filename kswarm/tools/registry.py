@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from kswarm.errors import ToolError, UnknownTool
 
 __all__ = ["Tool", "ToolContext", "ToolRegistry", "validate_arguments"]
@@ -54,22 +52,37 @@ class Tool:
         }
 
 
-def validate_arguments(tool: Tool, args: Any) -> dict[str, Any]:
-    """Check arguments against the tool's JSON schema; the error names the tool and the argument.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
 
-    The schema's own ``$schema`` picks the draft; a schema that names none is read as Draft
-    2020-12, the draft of MCP tool schemas.
-    """
+
+def validate_arguments(tool: Tool, args: Any) -> dict[str, Any]:
+    """Check arguments against the tool's schema (types, required, bounds); errors name fields."""
     if not isinstance(args, dict):
         raise ToolError(f"{tool.name}: arguments must be a JSON object, got {type(args).__name__}")
-    cls = jsonschema.validators.validator_for(
-        tool.parameters, default=jsonschema.Draft202012Validator
-    )
-    error = jsonschema.exceptions.best_match(cls(tool.parameters).iter_errors(args))
-    if error is not None:
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        where = f"argument {path.lstrip('.')!r}" if path else "arguments"
-        raise ToolError(f"{tool.name}: {where}: {error.message}")
+    props: dict[str, Any] = tool.parameters.get("properties", {})
+    for req in tool.parameters.get("required", []):
+        if req not in args:
+            raise ToolError(f"{tool.name}: missing required argument {req!r}")
+    for name, value in args.items():
+        schema = props.get(name)
+        if schema is None:
+            if tool.parameters.get("additionalProperties", True) is False:
+                raise ToolError(f"{tool.name}: unknown argument {name!r}")
+            continue
+        expected = _JSON_TYPES.get(schema.get("type", ""), (object,))
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            raise ToolError(f"{tool.name}: argument {name!r} must be {schema.get('type')}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            lo, hi = schema.get("minimum"), schema.get("maximum")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise ToolError(f"{tool.name}: argument {name!r} must be in [{lo}, {hi}]")
     return args
 
 

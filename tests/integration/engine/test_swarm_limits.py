@@ -161,7 +161,7 @@ async def test_unknown_and_disallowed_tools_are_refused_and_recorded_not_run(
     assert by_tool[("write_note", 1)].status == "refused"
     assert "allow-list" in (by_tool[("write_note", 1)].error or "")
     assert by_tool[("search", 2)].status == "refused"
-    assert by_tool[("search", 2)].error == "search: argument 'query': 42 is not of type 'string'"
+    assert "must be string" in (by_tool[("search", 2)].error or "")
 
 
 def _malformed(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
