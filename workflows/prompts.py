@@ -63,7 +63,7 @@ def prompt_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and int(meta.get("after_step", horizon)) < horizon
         ):
             msg = {**msg, "content": "[elided]"}
-        elif msg.get("role") == "assistant" and (step_of(m) or horizon) < horizon:
+        elif msg.get("role") == "assistant" and (step := step_of(m)) is not None and step < horizon:
             content = str(msg.get("content") or "")
             if len(content) > OLD_REASONING_CHARS:
                 msg = {**msg, "content": content[:OLD_REASONING_CHARS] + " [...]"}
