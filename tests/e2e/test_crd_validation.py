@@ -134,6 +134,18 @@ INVALID = [
         id="unknown-field-typo",
     ),
     pytest.param(
+        None,
+        swarmjob("tool-with-space", tools=["web search"]),
+        ["spec.tools[0]", "should match", '"web search"'],
+        id="tool-name-with-space",
+    ),
+    pytest.param(
+        None,
+        swarmjob("subagent-tool-wildcard", subagents={"tools": ["search", "github__a*"]}),
+        ["spec.subagents.tools[1]", "should match"],
+        id="subagent-tool-partial-wildcard",
+    ),
+    pytest.param(
         swarmjob("immutable"),
         swarmjob("immutable", task="Something else entirely."),
         ["spec", "spec is immutable after creation; delete and re-create the SwarmJob"],
@@ -402,3 +414,15 @@ def test_simulator_pool_defaults(control_plane: ControlPlane) -> None:
         "{.spec.simulator.timeScale}",
     ).stdout
     assert out.split() == ["1", "256", "1"]
+
+
+def test_tool_names_of_the_registry_and_of_tool_servers_are_accepted(
+    control_plane: ControlPlane,
+) -> None:
+    name = _name("tool-names")
+    tools = ["search", "write_note", "github__create_issue", "docs__*"]
+    apply(control_plane, swarmjob(name, tools=tools, subagents={"tools": tools[1:]}))
+    out = control_plane.kubectl(
+        "get", "sj", name, "-o", "jsonpath={.spec.tools} {.spec.subagents.tools}"
+    ).stdout
+    assert [json.loads(part) for part in out.split()] == [tools, tools[1:]]
