@@ -14,7 +14,9 @@ kopf settings chosen at startup, and why:
 * the finalizer is ``kswarm.dev/finalizer``;
 * kopf posts no Events of its own (its retry messages would flood ``kubectl describe``); the
   handlers post the milestones explicitly;
-* watches time out on the server side, so a silently dropped connection cannot stall them.
+* watches time out on the server side, so a silently dropped connection cannot stall them;
+* a deletion waits up to 2 s for the object's daemons to exit within its own pass (they exit
+  at once), so the finalizer is released in that pass and the deletion handler runs once.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
+    # A job's daemon exits as soon as it is told to stop; give it that moment inside the
+    # deletion's own pass, so the finalizer goes in that pass and the deletion handler runs once.
+    settings.background.instant_exit_timeout = 2.0
 
 
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -152,8 +157,14 @@ LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
 
 def _configure_logging() -> None:
+    """Logging as ``KSWARM_LOG_LEVEL`` says (default INFO), in the operator's key-value format.
+
+    ``force``: ``kswarm operator`` (what deploy/ runs) has already set the root logger up at
+    the CLI's level, and a plain ``basicConfig`` would then do nothing, leaving the operator
+    silent below WARNING ("operator started", "job finished" never logged).
+    """
     level = os.environ.get("KSWARM_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=LOG_FORMAT)
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=LOG_FORMAT, force=True)
     # kopf says "Handler ... succeeded" for every pass of every handler: keep its warnings only.
     kopf_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
     logging.getLogger("kopf").setLevel(kopf_level)

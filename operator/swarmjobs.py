@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "kswarm.dev", "v1alpha1", "swarmjobs"
 START_RETRY_SECONDS = 2.0
+DELETED_MEMO = "deleted_workflow"
+"""Attribute of an object's kopf memo: the workflow its deletion handler has dealt with."""
 PUBLISH_WAIT_SECONDS = 3.0
 """How long a job's start waits for the workers' pools document to take in a new ModelPool."""
 
@@ -344,7 +346,12 @@ async def _follow(
     name: str,
     generation: int | None,
 ) -> bool:
-    """Follow the run until it closes; ``True`` once the final status is written."""
+    """Follow the run until it closes; ``True`` once the final status is written.
+
+    Told to stop (the object is being deleted, or the operator exits), it returns at once
+    without writing: kopf holds the object's finalizer until its daemons have exited, and
+    re-runs the deletion handler on every pass until then.
+    """
     desc = await runs.describe(rt.client, wid)
     if desc is None:
         await reporter.write({"phase": "Failed", "reason": "WorkflowNotFound"})
@@ -357,6 +364,8 @@ async def _follow(
         closed = await _follow_open(rt, reporter, stopped, handle, uid, name)
         if closed is None:
             return False  # asked to stop
+    if stopped:
+        return False
     ledger = await rt.ledger()
     if ledger is None:
         raise RuntimeError("the ledger is unavailable; the final status waits for its counters")
@@ -408,20 +417,30 @@ async def _follow_open(
     a pass is slow (a busy worker answers queries late).
     """
     closing = asyncio.ensure_future(runs.wait_closed(handle, None))
+    stopping = asyncio.ensure_future(_stopping(stopped))
+    live: asyncio.Future[None] | None = None
     try:
         while not stopped:
             live = asyncio.ensure_future(_live_pass(rt, reporter, handle, uid, name))
-            await asyncio.wait({live, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if closing.done():
-                live.cancel()
+            await asyncio.wait({live, closing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if closing.done() or stopping.done():
                 break
             await live
-            await asyncio.wait({closing}, timeout=rt.config.status_interval)
-            if closing.done():
+            await asyncio.wait({closing, stopping}, timeout=rt.config.status_interval)
+            if closing.done() or stopping.done():
                 break
+        if stopped:  # a deletion or the operator's exit: the next owner writes the end
+            return None
         return closing.result() if closing.done() else None
     finally:
-        closing.cancel()
+        for task in (closing, stopping, live):
+            if task is not None:
+                task.cancel()
+
+
+async def _stopping(stopped: kopf.DaemonStopped) -> None:
+    """Returns once kopf asks the daemon to stop."""
+    await stopped.wait()
 
 
 async def _live_pass(
@@ -479,10 +498,18 @@ async def cancel_job(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """Finalizer: cancel the job's workflow and wait (bounded) for it to close."""
+    """Finalizer: cancel the job's workflow and wait (bounded) for it to close.
+
+    kopf may call it again for the same deletion (it forgets a finished deletion handler when
+    a daemon of the object has not exited yet): a repeat is silent, its cancel a no-op. The
+    object's own memo (kopf keeps one per object) remembers the first.
+    """
     rt = runtime_of(memo)
     wid = str(status.get("workflowId") or runs.workflow_id(uid))
+    if getattr(memo, DELETED_MEMO, None) == wid:
+        return
     final = await runs.cancel_and_wait(rt.client, wid, rt.config.cancel_timeout)
+    setattr(memo, DELETED_MEMO, wid)
     log.info(
         "job deleted namespace=%s name=%s workflow_id=%s workflow_status=%s",
         namespace,
