@@ -24,7 +24,8 @@ Secret of its own namespace, ``kswarm-pool-keys``, one data key per pool, ``NAME
 Secret at ``/etc/kswarm/pool-keys`` (``KSWARM_POOL_KEYS_DIR``; deploy/worker.yaml mounts it
 there), and a pool's entry says ``apiKeyFile: /etc/kswarm/pool-keys/NAMESPACE.NAME``. The Secret
 is written before the ConfigMap, when its data changed (and on every resync); the keys of
-removed pools leave it. The workers' ServiceAccount reads no Secret; the kubelet mounts it.
+removed pools leave it after the ConfigMap no longer lists them, so a worker never holds a
+pool whose key file is gone. The workers' ServiceAccount reads no Secret; the kubelet mounts it.
 
 A managed pool is listed before its replicas are ready (its Service name never changes, and a
 worker that polls its queue early only makes calls that wait and retry). A ModelPool that
@@ -424,14 +425,24 @@ class PoolPublisher:
 
     async def publish(self, *, force: bool = False) -> PoolsDocument:
         """One pass: list the ModelPools, read their API keys, build the document, write the
-        keys' Secret and then the ConfigMap if they changed (or, with ``force``, in any case: a
+        keys' Secret and the ConfigMap if they changed (or, with ``force``, in any case: a
         resync repairs objects edited or deleted by hand, and writing the same data again
-        changes nothing on the server)."""
+        changes nothing on the server).
+
+        The order keeps every pool a worker may read beside its key file: new and rotated keys
+        reach the Secret before the ConfigMap names them, and the key of a pool that left the
+        document leaves the Secret only after the ConfigMap (a worker that still lists the pool
+        keeps its key). After an operator restart the first pass cannot keep keys it has not
+        written itself (it may not read that Secret), so those go with that first write.
+        """
         objects = await self.api.list_objects(GROUP, VERSION, PLURAL, self.watch_namespaces)
         static = self._static_pools()
         keys = await read_api_keys(self.api, objects)
         doc = build_document(objects, static, keys=keys, keys_dir=self.keys_dir)
-        refused = await self._write_keys(doc.keys, force=force)
+        # New and rotated keys go before the ConfigMap names them; the keys of pools that left
+        # stay until the ConfigMap no longer lists those pools.
+        staged = {**(self._written_keys or {}), **doc.keys}
+        refused = await self._write_keys(staged, force=force)
         if refused is not None and doc.keys:
             # The workers could not find the keys: the pools that need one wait, with why.
             reason = PoolLeftOut(
@@ -450,6 +461,8 @@ class PoolPublisher:
             self.writes += 1
         else:
             changed = False
+        if refused is None and staged != dict(doc.keys):
+            await self._write_keys(doc.keys, force=False)
         if changed:
             log.info(
                 "pools published configmap=%s/%s pools=%s left_out=%s",
