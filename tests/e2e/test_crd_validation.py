@@ -68,7 +68,7 @@ INVALID = [
     pytest.param(
         None,
         swarmjob("too-many-subagents", subagents={"maxConcurrent": 1000}),
-        ["spec.subagents.maxConcurrent", "less than or equal to 100"],
+        ["spec.subagents.maxConcurrent", "less than or equal to 300"],
         id="maxConcurrent-1000",
     ),
     pytest.param(
@@ -252,7 +252,7 @@ def test_valid_swarmjob_gets_defaults(control_plane: ControlPlane) -> None:
         "subagents.pool": "default",
         "subagents.maxConcurrent": "100",
         "subagents.maxSteps": "30",
-        "tools": '["search"]',
+        "tools": "[]",
         "limits.maxToolCalls": "1500",
         "retry.maxAttempts": "5",
         "retry.initialIntervalSeconds": "1",
@@ -368,7 +368,7 @@ def test_explain_shows_descriptions(control_plane: ControlPlane) -> None:
     assert "The sub-agents the orchestrator spawns" in out, out
     for field in ("maxConcurrent", "maxSteps", "pool", "model", "tools"):
         assert field in out, f"{field} missing from:\n{out}"
-    assert "Sub-agents running at once, 1 to 100 (default 100)" in out, out
+    assert "Sub-agents running at once, 1 to 300 (default 100)" in out, out
 
     out = " ".join(control_plane.kubectl("explain", "modelpool.spec.router").stdout.split())
     assert "prefix-affinity" in out and "KV-cache" in out, out
