@@ -5,8 +5,10 @@ A ModelPool with ``spec.replicas`` runs vLLM's OpenAI-compatible server (``vllm 
 ``spec.simulator`` runs ``kswarm sim`` from the kswarm image, for clusters without GPUs. With
 ``spec.apiKeySecret`` either server requires that key (read from the Secret into its env). Both
 get a ClusterIP Service on port 8000 and owner references to the pool, so deleting the pool
-deletes them. Rendering is pure: the handlers apply what comes out (server-side apply), and the
-tests read it back from the API server.
+deletes them. An autoscaled pool's Deployment has no ``replicas``: its autoscaler (see
+``autoscalers``) owns that field, and an applied value would fight it. Rendering is pure: the
+handlers apply what comes out (server-side apply), and the tests read it back from the API
+server.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ __all__ = [
     "LABEL_POOL",
     "MANAGED_BY",
     "PORT",
+    "autoscaled",
     "child_name",
+    "labels",
+    "owner_reference",
     "pool_mode",
     "render_children",
     "service_url",
@@ -57,6 +62,11 @@ def pool_mode(spec: Mapping[str, Any]) -> str:
     return "endpoint"
 
 
+def autoscaled(spec: Mapping[str, Any]) -> bool:
+    """A managed pool with ``spec.autoscaling``: an autoscaler, not the operator, sizes it."""
+    return pool_mode(spec) == "managed" and isinstance(spec.get("autoscaling"), Mapping)
+
+
 def tool_call_parser(model: str) -> str:
     lowered = model.lower()
     return next((p for frag, p in _PARSERS if frag in lowered), DEFAULT_PARSER)
@@ -79,7 +89,8 @@ def service_url(pool: str, namespace: str) -> str:
     return f"http://{child_name(pool)}.{namespace}.svc:{PORT}"
 
 
-def _labels(pool: str, app: str) -> dict[str, str]:
+def labels(pool: str, app: str) -> dict[str, str]:
+    """The labels of every object a pool's children carry (its Deployment, Service, autoscaler)."""
     return {
         "app.kubernetes.io/name": app,
         "app.kubernetes.io/instance": _short(pool),
@@ -90,7 +101,8 @@ def _labels(pool: str, app: str) -> dict[str, str]:
     }
 
 
-def _owner(pool: Mapping[str, Any]) -> dict[str, Any]:
+def owner_reference(pool: Mapping[str, Any]) -> dict[str, Any]:
+    """The pool as the controlling owner of a child: deleting the pool deletes the child."""
     meta = pool["metadata"]
     return {
         "apiVersion": pool.get("apiVersion", "kswarm.dev/v1alpha1"),
@@ -194,11 +206,11 @@ def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, An
     meta = pool["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     app = "vllm" if mode == "managed" else "kswarm-sim"
-    labels = _labels(name, app)
+    pod_labels = labels(name, app)
     child = child_name(name)
-    owner = [_owner(pool)]
+    owner = [owner_reference(pool)]
     if mode == "managed":
-        replicas = int(spec["replicas"])
+        replicas: int | None = None if autoscaled(spec) else int(spec["replicas"])
         pod_spec: dict[str, Any] = {
             "containers": [_vllm_container(spec)],
             "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}],
@@ -210,20 +222,22 @@ def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, An
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         }
     pod_spec["automountServiceAccountToken"] = False
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": {LABEL_POOL: pod_labels[LABEL_POOL]}},
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+    }
+    if replicas is not None:  # an autoscaled pool's replicas are the autoscaler's field
+        deployment_spec = {"replicas": replicas, **deployment_spec}
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": child,
             "namespace": namespace,
-            "labels": labels,
+            "labels": pod_labels,
             "ownerReferences": owner,
         },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {LABEL_POOL: labels[LABEL_POOL]}},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
+        "spec": deployment_spec,
     }
     service = {
         "apiVersion": "v1",
@@ -231,12 +245,12 @@ def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, An
         "metadata": {
             "name": child,
             "namespace": namespace,
-            "labels": labels,
+            "labels": pod_labels,
             "ownerReferences": owner,
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": {LABEL_POOL: labels[LABEL_POOL]},
+            "selector": {LABEL_POOL: pod_labels[LABEL_POOL]},
             "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }

@@ -4,7 +4,8 @@ Three modes, chosen by the spec (the CRD allows exactly one):
 
 * managed (``spec.replicas``): a vLLM Deployment and a Service (see ``deployments``), applied
   on create, on change and on operator start; their readiness comes from the Deployment's own
-  status, followed by watching the Deployments the operator owns.
+  status, followed by watching the Deployments the operator owns. With ``spec.autoscaling``,
+  an HPA or a KEDA ScaledObject (see ``autoscalers``) sizes the Deployment instead.
 * simulator (``spec.simulator``): the same with ``kswarm sim``.
 * endpoint (``spec.endpoint``): nothing to run; a timer asks the server ``GET /v1/models``
   (what vLLM and ``kswarm sim`` answer): Ready when the pool's model is listed, Degraded when
@@ -27,10 +28,11 @@ from typing import Any
 import httpx
 import kopf
 
+from kswarm.operator import autoscalers
 from kswarm.operator import deployments as children
 from kswarm.operator import status as job_status
-from kswarm.operator.kube import KubeError, KubeNotFound, KubeRetryable
-from kswarm.operator.runtime import runtime_of
+from kswarm.operator.kube import KubeError, KubeNotFound, KubeRefused, KubeRetryable
+from kswarm.operator.runtime import Runtime, runtime_of
 
 __all__ = [
     "GROUP",
@@ -79,32 +81,52 @@ async def apply_pool(
     old: Mapping[str, Any] | None = None,
     **_: Any,
 ) -> None:
-    """Create or update the Deployment and Service of a managed or simulator pool."""
+    """Create or update the Deployment and Service of a managed or simulator pool, and the
+    autoscaler of an autoscaled one; remove what the pool no longer has."""
     rt = runtime_of(memo)
     mode = children.pool_mode(spec)
     generation = meta.get("generation")
     objects = children.render_children(body, image=rt.config.image)
+    child = children.child_name(name)
+    old_spec = (old or {}).get("spec") or {}
+    had_children = bool(old_spec) and children.pool_mode(old_spec) != "endpoint"
     try:
+        scaler = await _autoscaler(rt, body) if children.autoscaled(spec) else None
+        size = int(spec.get("replicas") or 0)
+        handed = scaler is not None and await _hand_over_replicas(rt, namespace, child, size)
         for obj in objects:
             await rt.api.apply(obj)
-        old_spec = (old or {}).get("spec") or {}
-        if not objects and old_spec and children.pool_mode(old_spec) != "endpoint":
+        if scaler is not None:
+            if not handed:  # a new Deployment: it starts at spec.replicas all the same
+                await _hand_over_replicas(rt, namespace, child, size)
+            await rt.api.apply(scaler)
+        if objects or had_children:
+            for unused in (autoscalers.HPA, autoscalers.SCALED_OBJECT):
+                if scaler is None or scaler["kind"] != unused:
+                    await rt.api.delete(unused, namespace, child)
+        if not objects and had_children:
             for kind in ("Deployment", "Service"):
-                await rt.api.delete(kind, namespace, children.child_name(name))
+                await rt.api.delete(kind, namespace, child)
     except KubeRetryable as e:
         raise kopf.TemporaryError(str(e), delay=5) from e
     except KubeError as e:
         kopf.event(body, type="Warning", reason="ApplyFailed", message=str(e))
         raise kopf.PermanentError(str(e)) from e
     if objects:
-        log.info("pool applied namespace=%s name=%s mode=%s", namespace, name, mode)
+        log.info(
+            "pool applied namespace=%s name=%s mode=%s autoscaler=%s",
+            namespace,
+            name,
+            mode,
+            scaler["kind"] if scaler else "-",
+        )
         if not status.get("phase"):
             patch.status.update(
                 pool_status_from_deployment(
                     spec,
                     name,
                     namespace,
-                    desired=int(objects[0]["spec"]["replicas"]),
+                    desired=int(objects[0]["spec"].get("replicas", spec.get("replicas", 1))),
                     ready=0,
                     old_conditions=None,
                     now=rt.now(),
@@ -113,6 +135,49 @@ async def apply_pool(
             )
         else:
             patch.status["observedGeneration"] = generation
+
+
+async def _autoscaler(rt: Runtime, pool: Mapping[str, Any]) -> dict[str, Any]:
+    """The autoscaler of an autoscaled pool: KEDA's ScaledObject where KEDA is installed (asked
+    at every apply, so a pool applied after KEDA's arrival switches), else an HPA."""
+    keda = await rt.api.crd_established(autoscalers.KEDA_CRD)
+    return autoscalers.render_autoscaler(
+        pool,
+        kind=autoscalers.SCALED_OBJECT if keda else autoscalers.HPA,
+        prometheus_url=rt.config.prometheus_url,
+    )
+
+
+REPLICAS_MANAGER = "kswarm-operator-replicas"
+"""The field manager that hands an autoscaled Deployment's ``replicas`` over to its autoscaler."""
+
+
+async def _hand_over_replicas(rt: Runtime, namespace: str, deployment: str, replicas: int) -> bool:
+    """Let an autoscaler take a Deployment's ``replicas`` without a dip.
+
+    The operator's own apply omits the field once a pool is autoscaled; had it been the only
+    manager of the field, the API server would reset it to 1. So a second manager applies the
+    current size first (Kubernetes' documented way to transfer ownership to an HPA), without
+    force: once the autoscaler has set the field itself, the apply is a conflict and changes
+    nothing. ``False`` when the Deployment does not exist yet.
+    """
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment, "namespace": namespace},
+        "spec": {"replicas": replicas},
+    }
+    try:
+        await rt.api.apply(body, field_manager=REPLICAS_MANAGER, force=False)
+    except KubeNotFound:
+        return False
+    except KubeRefused as e:
+        if e.status == 409:  # the autoscaler holds the field: its size stands
+            return True
+        if e.status == 422:  # no such Deployment: an apply of the one field cannot create it
+            return False
+        raise
+    return True
 
 
 def pool_status_from_deployment(

@@ -195,6 +195,46 @@ INVALID = [
     ),
     pytest.param(
         None,
+        modelpool("min-over-max", replicas=2, autoscaling={"minReplicas": 5, "maxReplicas": 3}),
+        ["spec.autoscaling", "minReplicas must not exceed spec.autoscaling.maxReplicas"],
+        id="pool-autoscaling-min-over-max",
+    ),
+    pytest.param(
+        None,
+        modelpool("scale-to-zero", replicas=1, autoscaling={"minReplicas": 0, "maxReplicas": 3}),
+        ["spec.autoscaling.minReplicas", "greater than or equal to 1"],
+        id="pool-autoscaling-min-0",
+    ),
+    pytest.param(
+        None,
+        modelpool("max-65", replicas=1, autoscaling={"maxReplicas": 65}),
+        ["spec.autoscaling.maxReplicas", "less than or equal to 64"],
+        id="pool-autoscaling-max-65",
+    ),
+    pytest.param(
+        None,
+        modelpool("no-max", replicas=1, autoscaling={"minReplicas": 2}),
+        ["spec.autoscaling.maxReplicas", "Required value"],
+        id="pool-autoscaling-without-max",
+    ),
+    pytest.param(
+        None,
+        modelpool(
+            "zero-target", replicas=1, autoscaling={"maxReplicas": 2, "targetWaitingPerReplica": 0}
+        ),
+        ["spec.autoscaling.targetWaitingPerReplica", "greater than 0"],
+        id="pool-autoscaling-target-0",
+    ),
+    pytest.param(
+        None,
+        modelpool(
+            "scaled-endpoint", endpoint="http://vllm:8000/v1", autoscaling={"maxReplicas": 2}
+        ),
+        ["spec.autoscaling applies only to managed vLLM pools"],
+        id="pool-autoscaling-on-an-endpoint",
+    ),
+    pytest.param(
+        None,
         modelpool("zero-rps", simulator={}, rateLimit={"requestsPerSecond": 0}),
         ["spec.rateLimit.requestsPerSecond", "greater than 0"],
         id="pool-zero-rate-limit",
@@ -383,6 +423,10 @@ def test_explain_shows_descriptions(control_plane: ControlPlane) -> None:
             id="managed-vllm",
         ),
         pytest.param({"simulator": {"timeScale": 0, "seed": 7}}, id="simulator"),
+        pytest.param(
+            {"replicas": 1, "autoscaling": {"minReplicas": 1, "maxReplicas": 1}},
+            id="managed-autoscaled-min-equals-max",
+        ),
     ],
 )
 def test_valid_modelpools(control_plane: ControlPlane, backend: dict[str, Any]) -> None:
