@@ -20,10 +20,10 @@ pure; ``modelpools`` applies what comes out and removes the kind not in use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from kswarm.operator import deployments as children
+from kswarm.operator.bodies import ModelPool, ModelPoolSpec
 
 __all__ = [
     "DEFAULT_PROMETHEUS_URL",
@@ -65,7 +65,7 @@ def pod_pattern(pool: str) -> str:
     return f"{children.child_name(pool)}-[a-z0-9]+-[a-z0-9]+"
 
 
-def _bounds(spec: Mapping[str, Any]) -> tuple[int, int, float]:
+def _bounds(spec: ModelPoolSpec) -> tuple[int, int, float]:
     scaling = spec["autoscaling"]
     low = int(scaling.get("minReplicas", DEFAULT_MIN_REPLICAS))
     return (
@@ -76,7 +76,7 @@ def _bounds(spec: Mapping[str, Any]) -> tuple[int, int, float]:
 
 
 def render_autoscaler(
-    pool: Mapping[str, Any], *, kind: AutoscalerKind, prometheus_url: str = DEFAULT_PROMETHEUS_URL
+    pool: ModelPool, *, kind: AutoscalerKind, prometheus_url: str = DEFAULT_PROMETHEUS_URL
 ) -> dict[str, Any]:
     """The autoscaler of ``kind`` for an autoscaled managed pool (see the module docstring)."""
     spec, meta = pool["spec"], pool["metadata"]

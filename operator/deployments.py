@@ -17,6 +17,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kswarm.operator.bodies import ModelPool, ModelPoolSpec, OwnerReference, PoolMode
+
 __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_POOL",
@@ -53,7 +55,7 @@ _PARSERS: tuple[tuple[str, str], ...] = (
 DEFAULT_PARSER = "hermes"
 
 
-def pool_mode(spec: Mapping[str, Any]) -> str:
+def pool_mode(spec: Mapping[str, Any]) -> PoolMode:
     """``managed`` (spec.replicas), ``simulator`` or ``endpoint``, as the CRD's rules allow."""
     if "replicas" in spec:
         return "managed"
@@ -101,7 +103,7 @@ def labels(pool: str, app: str) -> dict[str, str]:
     }
 
 
-def owner_reference(pool: Mapping[str, Any]) -> dict[str, Any]:
+def owner_reference(pool: ModelPool) -> OwnerReference:
     """The pool as the controlling owner of a child: deleting the pool deletes the child."""
     meta = pool["metadata"]
     return {
@@ -123,7 +125,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _vllm_container(spec: Mapping[str, Any]) -> dict[str, Any]:
+def _vllm_container(spec: ModelPoolSpec) -> dict[str, Any]:
     model = str(spec["model"])
     extra: Sequence[str] = list(spec.get("vllmArgs") or [])
     args = ["--host", "0.0.0.0", "--port", str(PORT), "--enable-prefix-caching"]
@@ -149,7 +151,7 @@ def _vllm_container(spec: Mapping[str, Any]) -> dict[str, Any]:
     return container
 
 
-def _api_key_env(spec: Mapping[str, Any], variable: str) -> dict[str, Any]:
+def _api_key_env(spec: ModelPoolSpec, variable: str) -> dict[str, Any]:
     """The key of ``spec.apiKeySecret`` in ``variable``, where vLLM (``VLLM_API_KEY``) and
     ``kswarm sim`` (``KSWARM_SIM_API_KEY``) take the key they then require."""
     secret = spec.get("apiKeySecret")
@@ -159,7 +161,7 @@ def _api_key_env(spec: Mapping[str, Any], variable: str) -> dict[str, Any]:
     return {"env": [{"name": variable, "valueFrom": {"secretKeyRef": ref}}]}
 
 
-def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
+def _sim_container(spec: ModelPoolSpec, image: str) -> dict[str, Any]:
     sim = spec.get("simulator") or {}
     args = [
         "--host",
@@ -197,7 +199,7 @@ def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
     }
 
 
-def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, Any]]:
+def render_children(pool: ModelPool, *, image: str) -> list[dict[str, Any]]:
     """The Deployment and the Service of a managed or simulator pool (``[]`` for endpoints)."""
     spec = pool["spec"]
     mode = pool_mode(spec)

@@ -1,11 +1,12 @@
 """``kswarm operator``: which kopf handler reacts to what, and the process that runs them.
 
-Handlers are plain functions in ``swarmjobs`` and ``modelpools``; they are registered here on a
-registry of their own (not kopf's global one), with the intervals of the given config, so a
-test or a second operator in one process gets exactly what it asks for. The operator serves the
-whole cluster unless ``KSWARM_WATCH_NAMESPACES`` names namespaces, and always runs standalone
-(no kopf peering objects): ``deploy/`` runs one replica with the Recreate strategy, so two
-operators never handle the same object.
+Handlers are plain functions in ``swarmjobs``, ``watching``, ``modelpools`` and
+``endpoint_probes``; they are registered here on a registry of their own (not kopf's global
+one), with the intervals of the given config, so a test or a second operator in one process gets
+exactly what it asks for. The operator serves the whole cluster unless
+``KSWARM_WATCH_NAMESPACES`` names namespaces, and always runs standalone (no kopf peering
+objects): ``deploy/`` runs one replica with the Recreate strategy, so two operators never
+handle the same object.
 
 kopf settings chosen at startup, and why:
 
@@ -30,7 +31,7 @@ from typing import Any
 import kopf
 
 from kswarm.operator import deployments as children
-from kswarm.operator import modelpools, swarmjobs
+from kswarm.operator import endpoint_probes, modelpools, swarmjobs, watching
 from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
 __all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
@@ -126,7 +127,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         backoff=config.status_interval,
         cancellation_backoff=config.status_interval + 1.0,
         cancellation_timeout=2.0,
-    )(_handler(swarmjobs.watch_job))
+    )(_handler(watching.watch_job))
     kopf.on.delete(*SWARMJOBS, id="cancel", registry=registry, retries=10, backoff=3)(
         _handler(swarmjobs.cancel_job)
     )
@@ -147,7 +148,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         registry=registry,
         when=_endpoint_pool,
         interval=config.pool_probe_interval,
-    )(_handler(modelpools.probe_pool))
+    )(_handler(endpoint_probes.probe_pool))
     return registry
 
 

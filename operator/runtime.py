@@ -57,12 +57,8 @@ from kswarm.errors import ConfigError, LedgerError
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.operator.autoscalers import DEFAULT_PROMETHEUS_URL
 from kswarm.operator.kube import KubeApi
-from kswarm.operator.workerpools import (
-    DEFAULT_CONFIGMAP,
-    DEFAULT_KEYS_DIR,
-    DEFAULT_KEYS_SECRET,
-    PoolPublisher,
-)
+from kswarm.operator.pools_document import DEFAULT_KEYS_DIR
+from kswarm.operator.workerpools import DEFAULT_CONFIGMAP, DEFAULT_KEYS_SECRET, PoolPublisher
 from kswarm.sim import demo_tools
 from kswarm.telemetry import temporal_plugins
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from operator_support import DEPLOY, apply_operator_identity
 
-from kswarm.operator.workerpools import DEFAULT_KEYS_DIR, load_static_pools
+from kswarm.operator.pools_document import DEFAULT_KEYS_DIR, load_static_pools
 
 if TYPE_CHECKING:
     from conftest import ControlPlane

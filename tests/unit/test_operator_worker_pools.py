@@ -15,17 +15,15 @@ import yaml
 from kswarm.errors import ConfigError, SpecError
 from kswarm.llm.pools import PoolConfig, load_pools, pool_entry
 from kswarm.operator.kube import KubeNotFound, KubeRefused, KubeRetryable
-from kswarm.operator.swarmjobs import PoolMissing, resolve_pool, resolve_pools
-from kswarm.operator.workerpools import (
-    CONFIGMAP_KEY,
+from kswarm.operator.pool_resolution import PoolMissing, resolve_pool, resolve_pools
+from kswarm.operator.pools_document import (
     PoolLeftOut,
-    PoolPublisher,
     build_document,
     load_static_pools,
     model_pool_entry,
-    read_api_keys,
     report,
 )
+from kswarm.operator.workerpools import CONFIGMAP_KEY, PoolPublisher, read_api_keys
 from kswarm.spec import parse_spec
 
 
