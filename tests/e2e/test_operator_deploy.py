@@ -14,7 +14,7 @@ import pytest
 import yaml
 from operator_support import DEPLOY, apply_operator_identity
 
-from kswarm.operator.workerpools import DEFAULT_KEYS_DIR, load_static_pools
+from kswarm.operator.pools_document import DEFAULT_KEYS_DIR, load_static_pools
 
 if TYPE_CHECKING:
     from conftest import ControlPlane
@@ -100,6 +100,9 @@ def operator_identity(control_plane: ControlPlane) -> str:
         pytest.param("update", "modelpools.kswarm.dev:finalizers", "x", True, id="finalizers"),
         pytest.param("create", "deployments.apps", "x", True, id="create-deployments"),
         pytest.param("create", "events", "x", True, id="create-events"),
+        pytest.param("patch", "horizontalpodautoscalers.autoscaling", "x", True, id="patch-hpas"),
+        pytest.param("delete", "horizontalpodautoscalers.autoscaling", "x", True, id="delete-hpas"),
+        pytest.param("list", "horizontalpodautoscalers.autoscaling", "x", False, id="no-hpa-list"),
         pytest.param("list", "secrets", "default", False, id="no-listing-secrets"),
         pytest.param("get", "secrets/kswarm-database", "kswarm-system", False, id="no-db-secret"),
         pytest.param("get", "secrets/model-api-key", "default", True, id="named-pool-secret"),
@@ -154,6 +157,40 @@ def test_the_operator_may_do_what_it_needs_and_nothing_else(
     assert res.stdout.strip() == ("yes" if allowed else "no"), json.dumps(
         [verb, resource, subresource, res.stdout, res.stderr]
     )
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        pytest.param("create", "scaledobjects", True, id="create-scaledobjects"),
+        pytest.param("patch", "scaledobjects", True, id="patch-scaledobjects"),
+        pytest.param("delete", "scaledobjects", True, id="delete-scaledobjects"),
+        pytest.param("get", "scaledobjects", False, id="no-reading-scaledobjects"),
+        pytest.param("create", "scaledjobs", False, id="no-scaledjobs"),
+        pytest.param("create", "triggerauthentications", False, id="no-trigger-auth"),
+    ],
+)
+def test_the_operator_may_manage_keda_scaled_objects_before_keda_is_installed(
+    control_plane: ControlPlane, operator_identity: str, verb: str, resource: str, allowed: bool
+) -> None:
+    """Asked with a SubjectAccessReview: ``kubectl auth can-i`` cannot name the group of a
+    resource type the server does not serve yet."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": operator_identity,
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:kswarm-system"],
+            "resourceAttributes": {
+                "namespace": "x",
+                "verb": verb,
+                "group": "keda.sh",
+                "resource": resource,
+            },
+        },
+    }
+    out = control_plane.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
+    assert json.loads(out.stdout)["status"].get("allowed", False) is allowed
 
 
 def test_the_worker_s_identity_reads_no_secret(
