@@ -18,16 +18,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
+from cluster_support import Kube
+from cluster_support import own_control_plane as own_control_plane_of
 from operator_support import (
     EXAMPLES,
     POOLS_CONFIGMAP,
@@ -47,8 +47,6 @@ from kswarm.ledger import migrating
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SH = REPO / "hack" / "image.sh"
-TESTCP = REPO / "hack" / "testcp" / "testcp.sh"
-CRDS = REPO / "crds"
 # A cold build makes a Debian base and a wheelhouse first (minutes); later builds are cached.
 BUILD_TIMEOUT_S = int(os.environ.get("KSWARM_IMAGE_BUILD_TIMEOUT", "1800"))
 
@@ -126,55 +124,11 @@ def http_ok(url: str) -> bool:
         return False
 
 
-@dataclass
-class Kube:
-    kubeconfig: Path
-    kubectl_bin: str
-
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
-        return proc
-
-
-def _testcp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(TESTCP), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.fixture(scope="module")
 def own_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A control plane of this module's own, with the CRDs installed."""
-    workdir = tmp_path_factory.mktemp("testcp-image")
-    started = _testcp("start", str(workdir))
-    if started.returncode != 0:
-        pytest.fail(f"testcp start failed:\n{started.stderr[-4000:]}")
-    kubectl = Path(sys.executable).parent / "kubectl"
-    kube = Kube(workdir / "kubeconfig", str(kubectl) if kubectl.exists() else "kubectl")
-    try:
-        kube.kubectl("apply", "--server-side", "-k", str(CRDS))
-        kube.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd/swarmjobs.kswarm.dev"
-        )
+    with own_control_plane_of(tmp_path_factory.mktemp("testcp-image")) as kube:
         yield kube
-    finally:
-        _testcp("stop", str(workdir), timeout=60)
 
 
 def fresh_database(server_url: str) -> str:
