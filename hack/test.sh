@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and pass every check on a fresh machine: install into .venv, start the real services the
 # tests need (one throwaway PostgreSQL cluster; the tests start the Temporal dev server, the test
-# control plane and headless Chromium themselves), then lint, types, import layers and pytest.
+# control plane and headless Chromium themselves), build helm and the container image (both cached
+# outside the repo), then lint, types, import layers and pytest.
 # Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +29,22 @@ fi
 
 step "test control plane (kube-apiserver + etcd, built once and cached outside the repo)"
 bash hack/testcp/testcp.sh build
+
+step "helm (built once from its Go module and cached outside the repo)"
+bash hack/helm.sh build
+
+step "container image (buildah + a local Debian base; cached by its inputs)"
+for tool in buildah mmdebstrap; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool") >/dev/null
+    else
+      echo "$tool is missing: install Debian's package '$tool'" >&2
+      exit 1
+    fi
+  fi
+done
+bash hack/image.sh build
 
 step "PostgreSQL"
 pgdir=$(mktemp -d)
