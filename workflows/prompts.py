@@ -8,10 +8,10 @@ previous step's calls are rebuilt from that step's ledger rows.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kswarm.tools import control as ctl
+from kswarm.tools.results import for_model, truncate
 
 __all__ = [
     "OLD_REASONING_CHARS",
@@ -84,9 +84,9 @@ def pending_tool_messages(history: list[dict[str, Any]], calls: list[Any]) -> li
         if row is None or row.status in ("pending", "started"):
             content = "error: the call did not complete"
         elif row.status == "succeeded":
-            content = json.dumps(row.result, separators=(",", ":"))
+            content = for_model(row.result)
         else:
-            content = f"error: {row.error or row.status}"
+            content = truncate(f"error: {row.error or row.status}")
         out.append(
             {
                 "role": "tool",

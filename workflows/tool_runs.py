@@ -20,6 +20,11 @@ from kswarm.workflows.resources import ActivityResources, application_error
 __all__ = ["ToolActivities"]
 
 
+def _heartbeat(progress: float, total: float | None, message: str | None) -> None:
+    """A long tool's progress (an MCP progress notification) as the activity's heartbeat."""
+    activity.heartbeat({"progress": progress, "total": total, "message": message})
+
+
 class ToolActivities(ActivityResources):
     """``run_tool``: one tool call of an agent step."""
 
@@ -36,7 +41,11 @@ class ToolActivities(ActivityResources):
         if begin.outcome != "run":
             return ToolCallResult(index=inp.index, status="refused")
         ctx = ToolContext(
-            key=str(key), job_uid=inp.job_uid, agent_id=inp.agent_id, attempt=begin.attempt
+            key=str(key),
+            job_uid=inp.job_uid,
+            agent_id=inp.agent_id,
+            attempt=begin.attempt,
+            progress=None if activity.info().is_local else _heartbeat,
         )
         started = time.perf_counter()
         try:
@@ -45,7 +54,11 @@ class ToolActivities(ActivityResources):
             if e.retryable and activity.info().attempt < 3:
                 raise application_error(e) from e
             await self.ledger.finish_tool_call(
-                key, status="failed", error=str(e), duration_seconds=time.perf_counter() - started
+                key,
+                status="failed",
+                result=getattr(e, "result", None),
+                error=str(e),
+                duration_seconds=time.perf_counter() - started,
             )
             return ToolCallResult(index=inp.index, status="failed")
         await self.ledger.finish_tool_call(
