@@ -46,7 +46,7 @@ async def read(ctx: Context) -> dict[str, int]:
 async def slow(seconds: float, ctx: Context) -> str:
     """Report progress every 0.1 s for ``seconds``; cancellable."""
     _journal("call", "slow", ctx)
-    steps = max(1, int(seconds / 0.1))
+    steps = max(1, round(seconds / 0.1))
     try:
         for i in range(steps):
             await ctx.report_progress(i + 1, steps, f"step {i + 1}")
