@@ -28,7 +28,7 @@ from typing import Any
 import kopf
 
 from kswarm.operator import deployments as children
-from kswarm.operator import modelpools, swarmjobs
+from kswarm.operator import modelpools, swarmjobs, toolservers
 from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
 __all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
@@ -143,6 +143,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         when=_endpoint_pool,
         interval=config.pool_probe_interval,
     )(_handler(modelpools.probe_pool))
+    toolservers.register(registry, probe_interval=config.pool_probe_interval)
     return registry
 
 
