@@ -71,6 +71,7 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     for name in ("swarmjobs", "modelpools"):
         assert {name, f"{name}/status", f"{name}/finalizers"} <= resources
+    assert {"toolservers", "toolservers/status"} <= resources  # no finalizer: nothing to undo
     assert "secrets" not in resources and "*" not in resources
     assert all("*" not in rule["verbs"] for rule in role["rules"])
     roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
@@ -78,9 +79,16 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     for role in roles.values():  # Secrets and the pools ConfigMap: by name only
         assert all(rule.get("resourceNames") for rule in role["rules"])
     pools, keys = roles["kswarm-operator-pools"]["rules"]
-    assert (pools["resources"], pools["resourceNames"]) == (["configmaps"], ["kswarm-pools"])
-    # The Secret of the workers' API keys: written, never read back, and no other Secret.
-    assert (keys["resources"], keys["resourceNames"]) == (["secrets"], ["kswarm-pool-keys"])
+    assert (pools["resources"], pools["resourceNames"]) == (
+        ["configmaps"],
+        ["kswarm-pools", "kswarm-tools"],
+    )
+    # The Secrets of the workers' API keys and tool tokens: written, never read back, and no
+    # other Secret.
+    assert (keys["resources"], keys["resourceNames"]) == (
+        ["secrets"],
+        ["kswarm-pool-keys", "kswarm-tool-keys"],
+    )
     assert set(keys["verbs"]) == {"create", "patch"}
     assert roles["kswarm-operator-pools"]["metadata"]["namespace"] == "kswarm-system"
 
