@@ -23,7 +23,7 @@ from kswarm.ledger import ToolCallKey
 from kswarm.telemetry import metrics, tracing
 from kswarm.tools import ToolContext
 from kswarm.workflows.inputs import ToolBatchInput, ToolBatchResult, ToolCallInput, ToolCallResult
-from kswarm.workflows.resources import ActivityResources, application_error
+from kswarm.workflows.resources import ActivityResources, application_error, heartbeating
 
 __all__ = ["ToolActivities"]
 
@@ -52,7 +52,8 @@ class ToolActivities(ActivityResources):
     @activity.defn(name="run_tool")
     async def run_tool(self, inp: ToolCallInput) -> ToolCallResult:
         try:
-            return await self._traced(inp, attempts=1, wait=0.0, retry_activity=True)
+            async with heartbeating():  # a long call that reports no progress still lives
+                return await self._traced(inp, attempts=1, wait=0.0, retry_activity=True)
         except KswarmError as e:
             raise application_error(e) from e
 

@@ -61,6 +61,8 @@ class ServedTools:
         self.servers = ToolServers(())
         self.waiting: dict[str, str] = {}
         """Servers left out because they could not be reached -> why."""
+        self.configs: list[ToolServerConfig] | None = None
+        """The servers of the last tools file applied."""
 
     async def apply(self, configs: Iterable[ToolServerConfig]) -> None:
         """Serve exactly ``configs`` from now on (servers waiting to be reached are tried)."""
@@ -96,6 +98,18 @@ class ServedTools:
                 len(registry.tools),
             )
 
+    async def apply_file(self, tools_file: ToolsFile) -> None:
+        """Serve what ``tools_file`` holds now; a file that cannot be read or is invalid is
+        logged, and the servers stay as they are."""
+        try:
+            configs = await asyncio.to_thread(tools_file.read)
+        except (OSError, ConfigError) as e:
+            log.warning("tools file not applied, keeping the current servers: %s", e)
+            return
+        if configs is not None:
+            self.configs = configs
+            await self.apply(configs)
+
     async def close(self) -> None:
         await self.servers.close()
 
@@ -104,7 +118,7 @@ async def follow_tools_file(tools_file: ToolsFile, served: ServedTools, *, inter
     """Every ``interval`` seconds, read ``tools_file``; apply it when it changed or a server is
     still waiting to be reached. Runs until cancelled."""
     complaint: str | None = None
-    configs: list[ToolServerConfig] | None = None
+    configs = served.configs
     while True:
         try:
             changed = await asyncio.to_thread(tools_file.read)
@@ -116,7 +130,7 @@ async def follow_tools_file(tools_file: ToolsFile, served: ServedTools, *, inter
         else:
             complaint = None
         if changed is not None:
-            configs = changed
+            configs = served.configs = changed
         if configs is not None and (changed is not None or served.waiting):
             await served.apply(configs)
         await asyncio.sleep(interval)

@@ -186,6 +186,11 @@ async def serve(
         if settings.metrics_port:
             metrics.start_metrics_server(settings.metrics_port, ledger_url=ledger.url)
         pool_workers = PoolWorkers(client, activities, connect=connect)
+        tools_file = ToolsFile(settings.tools_file) if settings.tools_file else None
+        if tools_file is not None:
+            # The servers' tools are offered before the first job step is taken.
+            served = ServedTools(activities, base=activities.tools)
+            await served.apply_file(tools_file)
         async with running_workers([job_worker(client, activities, task_queue=task_queue)]):
             await pool_workers.apply(pools)
             log.info(
@@ -199,14 +204,9 @@ async def serve(
                     ),
                     name="follow pools file",
                 )
-            if settings.tools_file:
-                served = ServedTools(activities, base=activities.tools)
+            if served is not None and tools_file is not None:
                 following_tools = asyncio.create_task(
-                    follow_tools_file(
-                        ToolsFile(settings.tools_file),
-                        served,
-                        interval=settings.pools_poll_seconds,
-                    ),
+                    follow_tools_file(tools_file, served, interval=settings.pools_poll_seconds),
                     name="follow tools file",
                 )
             if started is not None:
