@@ -9,7 +9,9 @@ activities' tool registry follow it:
 * a changed server gets a new session and its tools are listed again;
 * a removed server's tools leave the registry, then its session closes;
 * a server that cannot be reached is left out with one log line naming it, and tried again at
-  every look until it answers; the tools of the others are served meanwhile.
+  every look until it answers; the tools of the others are served meanwhile;
+* every twentieth look lists the servers' tools again, so a tool a server adds or drops while
+  it runs is offered or withdrawn.
 
 The registry is replaced whole (never changed in place), so a call that has looked up its tool
 keeps it while the registry moves on.
@@ -98,6 +100,26 @@ class ServedTools:
                 len(registry.tools),
             )
 
+    async def relist(self) -> None:
+        """List every served server's tools again; the registry follows what changed."""
+        changed = False
+        for name in list(self.servers.connections):
+            if name in self.waiting:
+                continue
+            before = [(t.name, t.parameters) for t in self.servers.tools.get(name, [])]
+            try:
+                after = await self.servers.refresh(name)
+            except ToolServerUnavailable as e:
+                log.warning("tool server %s: tools not listed again, keeping them: %s", name, e)
+                continue
+            if [(t.name, t.parameters) for t in after] != before:
+                changed = True
+                log.info("tool server %s: its tools changed, now %d", name, len(after))
+        if changed:
+            registry = ToolRegistry(dict(self.base.tools))
+            self.servers.register(registry)
+            self.activities.tools = registry
+
     async def apply_file(self, tools_file: ToolsFile) -> None:
         """Serve what ``tools_file`` holds now; a file that cannot be read or is invalid is
         logged, and the servers stay as they are."""
@@ -114,12 +136,19 @@ class ServedTools:
         await self.servers.close()
 
 
-async def follow_tools_file(tools_file: ToolsFile, served: ServedTools, *, interval: float) -> None:
+async def follow_tools_file(
+    tools_file: ToolsFile, served: ServedTools, *, interval: float, relist_every: int = 20
+) -> None:
     """Every ``interval`` seconds, read ``tools_file``; apply it when it changed or a server is
-    still waiting to be reached. Runs until cancelled."""
+    still waiting to be reached. Every ``relist_every`` looks, list the servers' tools again (a
+    server's tool list may change while it runs). Runs until cancelled."""
     complaint: str | None = None
     configs = served.configs
+    looks = 0
     while True:
+        looks += 1
+        if looks % relist_every == 0:
+            await served.relist()
         try:
             changed = await asyncio.to_thread(tools_file.read)
         except (OSError, ConfigError) as e:

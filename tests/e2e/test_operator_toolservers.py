@@ -125,14 +125,14 @@ def test_a_reachable_server_is_ready_with_its_tools_and_reaches_the_workers(
     apply(control_plane, toolserver(name, url=mcp_server.url, maxConcurrency=4), namespace)
     obj = ready(control_plane, name, namespace, "True")
     status = obj["status"]
-    assert status["phase"] == "Ready" and status["toolCount"] == 4
+    assert status["phase"] == "Ready" and status["toolCount"] == 5
     tools = {t["name"]: t for t in status["tools"]}
-    assert set(tools) == {f"{name}__{t}" for t in ("append", "read", "slow", "big")}
+    assert set(tools) == {f"{name}__{t}" for t in ("append", "read", "slow", "big", "grow")}
     assert tools[f"{name}__read"]["sideEffects"] is False
     assert tools[f"{name}__append"]["sideEffects"] is True
     printed = control_plane.kubectl("get", "ts", name, "-n", namespace).stdout
     assert printed.split("\n")[0].split()[:4] == ["NAME", "READY", "TOOLS", "AGE"]
-    assert printed.split("\n")[1].split()[:3] == [name, "True", "4"]
+    assert printed.split("\n")[1].split()[:3] == [name, "True", "5"]
 
     def published() -> dict[str, Any] | None:
         data = control_plane.kubectl(
@@ -170,7 +170,7 @@ def test_an_unreachable_server_says_why_and_becomes_ready_when_it_answers(
         obj = ready(control_plane, name, namespace, "True")
     finally:
         server.stop()
-    assert obj["status"]["toolCount"] == 4
+    assert obj["status"]["toolCount"] == 5
 
 
 def test_a_second_server_of_the_same_name_reports_the_conflict(

@@ -64,6 +64,18 @@ async def big(chars: int, ctx: Context) -> str:
     return "x" * chars
 
 
+@server.tool()
+async def grow(name: str, ctx: Context) -> str:
+    """Offer one more tool, ``name``: the server's tool list changes while it runs."""
+    _journal("call", "grow", ctx)
+
+    async def extra() -> str:
+        return name
+
+    server.add_tool(extra, name=name, description="A tool added while the server runs.")
+    return f"added {name}"
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[2] == "http":
         server.run("streamable-http", port=int(sys.argv[3]))

@@ -81,3 +81,25 @@ async def test_an_invalid_tools_file_keeps_the_servers_served(
         follow.cancel()
         await asyncio.gather(follow, return_exceptions=True)
         await served.close()
+
+
+async def test_a_tool_a_server_adds_while_it_runs_is_offered(tmp_path: Path, journal: Path) -> None:
+    tools_yaml = tmp_path / "tools.yaml"
+    write(tools_yaml, [ledger_server(journal)])
+    activities = types.SimpleNamespace(tools=demo_tools())
+    served = ServedTools(activities, base=activities.tools)  # type: ignore[arg-type]
+    follow = asyncio.create_task(
+        follow_tools_file(ToolsFile(str(tools_yaml)), served, interval=0.1, relist_every=2)
+    )
+    try:
+        await until(lambda: "led__grow" in activities.tools.tools)
+        assert "led__extra" not in activities.tools.tools
+        ctx = ToolContext(key="w/2", job_uid="w", agent_id="a", attempt=1)
+        await activities.tools.get("led__grow").fn({"name": "extra"}, ctx)
+        await until(lambda: "led__extra" in activities.tools.tools)
+        result = await activities.tools.get("led__extra").fn({}, ctx)
+        assert result["content"][0]["text"] == "extra"
+    finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+        await served.close()
