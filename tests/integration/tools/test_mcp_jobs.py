@@ -187,3 +187,21 @@ async def test_an_is_error_result_is_recorded_as_failed_and_the_model_reads_it(
     # The single agent answers with what its tool messages said: the server's error.
     assert result.phase == "Succeeded"
     assert "error: " in result.result and "Nowhere/Atlantis" in result.result
+
+
+def test_kswarm_run_exits_2_on_an_invalid_tools_file_naming_the_field(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(job_manifest("mcprun4", [], ["x__*"])))
+    tools = tmp_path / "tools.yaml"
+    tools.write_text("servers: [{name: x, url: 'http://127.0.0.1:9/mcp', command: x}]")
+    env = {**os.environ, "KSWARM_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [KSWARM, "run", str(job), "--tools", str(tools)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "servers[0]: set exactly one of" in done.stderr

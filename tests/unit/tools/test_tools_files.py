@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kswarm.errors import ConfigError
-from kswarm.tools.servers import load_tools_file, parse_tools_text, server_entry
+from kswarm.tools.servers import load_tools_file, parse_tools_text, server_config, server_entry
 
 
 def test_defaults_come_from_the_crd() -> None:
@@ -104,3 +105,11 @@ def test_an_unset_token_variable_names_the_server_and_variable(
     )
     with pytest.raises(ConfigError, match="tool server 'a': bearerTokenEnv NO_SUCH_TOKEN"):
         server.http_headers()
+
+
+def test_the_examples_are_valid_tools_files_and_toolservers() -> None:
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    names = [s.name for s in load_tools_file(str(examples / "tools.yaml"))]
+    assert names == ["time", "git"]
+    ts = yaml.safe_load((examples / "toolserver.yaml").read_text())
+    assert server_config(ts["metadata"]["name"], ts["spec"]).url == ts["spec"]["url"]
