@@ -13,6 +13,7 @@ from kswarm.tools.registry import (
     ToolContext,
     ToolRegistry,
     allowed_by,
+    server_of,
     validate_arguments,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "ToolContext",
     "ToolRegistry",
     "allowed_by",
+    "server_of",
     "validate_arguments",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "ToolContext",
     "ToolRegistry",
     "allowed_by",
+    "server_of",
     "validate_arguments",
 ]
 
@@ -146,6 +147,12 @@ def validate_arguments(tool: Tool, args: Any) -> dict[str, Any]:
     if error is not None:
         raise ToolError(_argument_error(tool.name, error))
     return args
+
+
+def server_of(name: str) -> str:
+    """The MCP server an offered tool name comes from (``git`` of ``git__git_log``), else ``""``."""
+    server, sep, _ = name.partition(SERVER_SEPARATOR)
+    return server if sep else ""
 
 
 def allowed_by(allow_list: Iterable[str], name: str) -> bool:

@@ -9,7 +9,14 @@ import pytest
 
 from kswarm.errors import SpecError, ToolError
 from kswarm.spec import parse_spec
-from kswarm.tools import Tool, ToolContext, ToolRegistry, allowed_by, validate_arguments
+from kswarm.tools import (
+    Tool,
+    ToolContext,
+    ToolRegistry,
+    allowed_by,
+    server_of,
+    validate_arguments,
+)
 from kswarm.tools.mcp import MAX_NAME, offered_name
 from kswarm.tools.results import for_model
 
@@ -24,6 +31,7 @@ def tool(name: str, parameters: dict[str, Any] | None = None) -> Tool:
 
 def test_offered_names_are_valid_function_names() -> None:
     assert offered_name("git", "git_status") == "git__git_status"
+    assert server_of("git__git_status") == "git" and server_of("search") == ""
     assert offered_name("web", "fetch.page/v2") == "web__fetch_page_v2"
     long_a, long_b = offered_name("s", "a" * 80), offered_name("s", "a" * 79 + "b")
     assert len(long_a) == len(long_b) == MAX_NAME and long_a != long_b
