@@ -3,6 +3,7 @@ the server; ``kswarm run --tools`` end to end, and its refusals (exit 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -205,3 +206,31 @@ def test_kswarm_run_exits_2_on_an_invalid_tools_file_naming_the_field(tmp_path: 
     )
     assert done.returncode == 2
     assert "servers[0]: set exactly one of" in done.stderr
+
+
+async def test_cancelling_a_job_sends_notifications_cancelled_for_its_calls_in_flight(
+    kswarm_home: Path, journal: Path
+) -> None:
+    manifest = job_manifest(
+        "mcpcancel", [("led__slow", {"seconds": 60})], ["led__*"], mode="single"
+    )
+    sim = SimOptions(time_scale=0.005, extra={"behaviour": call_named_tools})
+    async with tool_servers([ledger_server(journal)]) as servers:
+        tools = servers.register(demo_tools())
+        async with embedded_stack(sim=sim, tools=tools) as stack:
+            inp = SwarmJobInput.from_manifest(manifest)
+            handle = await stack.client.start_workflow(
+                SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
+            )
+            for _ in range(400):
+                if read_journal(journal):
+                    break
+                await asyncio.sleep(0.05)
+            await handle.cancel()
+            for _ in range(400):
+                if len(read_journal(journal)) == 2:
+                    break
+                await asyncio.sleep(0.05)
+    events = [(e["event"], e["key"]) for e in read_journal(journal)]
+    assert [e for e, _ in events] == ["call", "cancelled"]
+    assert events[0][1] == events[1][1] == "mcpcancel/single/1/0"
