@@ -234,3 +234,32 @@ async def test_cancelling_a_job_sends_notifications_cancelled_for_its_calls_in_f
     events = [(e["event"], e["key"]) for e in read_journal(journal)]
     assert [e for e, _ in events] == ["call", "cancelled"]
     assert events[0][1] == events[1][1] == "mcpcancel/single/1/0"
+
+
+async def test_a_long_running_servers_call_is_a_regular_activity_heartbeating_its_progress(
+    kswarm_home: Path, journal: Path
+) -> None:
+    manifest = job_manifest("mcplong", [("led__slow", {"seconds": 2})], ["led__*"], mode="single")
+    sim = SimOptions(time_scale=0.005, extra={"behaviour": call_named_tools})
+    server = ledger_server(journal, long_running=True)
+    async with tool_servers([server]) as servers:
+        tools = servers.register(demo_tools())
+        assert tools.get("led__slow").local is False
+        async with embedded_stack(sim=sim, tools=tools) as stack:
+            inp = SwarmJobInput.from_manifest(manifest)
+            handle = await stack.client.start_workflow(
+                SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
+            )
+            details: list[Any] = []
+            for _ in range(200):
+                pending = (await handle.describe()).raw_description.pending_activities
+                beats = [p for p in pending if p.HasField("heartbeat_details")]
+                if beats:
+                    payloads = beats[0].heartbeat_details.payloads
+                    details = [json.loads(p.data) for p in payloads]
+                    break
+                await asyncio.sleep(0.05)
+            result = await handle.result()
+    assert result.phase == "Succeeded", result.reason
+    assert details and details[0]["total"] == 20 and details[0]["progress"] >= 1
+    assert details[0]["message"].startswith("step ")
