@@ -14,8 +14,9 @@ of its own namespace, listing every ToolServer, on every ToolServer event; a wor
 ``NAME__TOOL``, so a name is taken once in the cluster: of two ToolServers with one name in two
 namespaces, the older is served and the other reports ``NameConflict``. A token of
 ``spec.bearerTokenSecret`` is not written to the ConfigMap: the entry names the file
-``KSWARM_TOOL_KEYS_DIR/NAMESPACE.NAME`` where the workers mount the Secret ``kswarm-tool-keys``,
-which the operator writes beside the ConfigMap.
+``/etc/kswarm/tool-keys/NAMESPACE.NAME``, where the workers mount the Secret ``kswarm-tool-keys``
+(``deploy/worker.yaml``), which the operator writes beside the ConfigMap. The operator needs
+``get`` on each Secret a ToolServer names, as for ModelPool keys.
 
 The tools the Ready servers list become names a SwarmJob may use (``Runtime.known_tools``), so a
 job naming them is accepted.

@@ -199,6 +199,8 @@ def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
         raise AssertionError(f"{name}: {env}={path} is not a file of ConfigMap {config_map}")
 
     assert mounted("kswarm-worker", "KSWARM_POOLS_FILE", "kswarm-pools") == "pools.yaml"
+    assert mounted("kswarm-worker", "KSWARM_TOOLS_FILE", "kswarm-tools") == "tools.yaml"
+    assert "kswarm-tools" not in config_maps
     # The pools' API keys: the Secret the operator writes, where its apiKeyFile paths point.
     (op,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
     keys_dir = next(e["value"] for e in op["env"] if e["name"] == "KSWARM_POOL_KEYS_DIR")
