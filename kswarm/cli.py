@@ -116,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_arguments(sim)
     sim.set_defaults(func=_cmd_sim)
 
+    from kswarm import approving
     from kswarm.ledger import commands as ledger_commands
     from kswarm.telemetry import commands as telemetry_commands
 
+    approving.register(sub)
     ledger_commands.register(sub)
     telemetry_commands.register(sub)
     return p

@@ -136,6 +136,7 @@ async def classify_calls(
             continue
         row["budgeted"] = True
         row["local"] = tools.get(name).local
+        row["approval"] = tools.get(name).require_approval
     if inp.final_turn:
         final = True
     if new_agents:

@@ -85,6 +85,8 @@ def job_worker(
             activities.finish_job,
             activities.run_tool,
             activities.run_tools,
+            activities.await_approval,
+            activities.decide_tool_call,
         ],
         **settings,
     )

@@ -43,3 +43,15 @@ def git_server(repo: Path) -> ToolServerConfig:
     return ToolServerConfig(
         name="git", command=str(BIN / "mcp-server-git"), args=("--repository", str(repo))
     )
+
+
+def job_manifest(
+    uid: str, calls: list[tuple[str, dict[str, Any]]], tools: list[str], **spec: Any
+) -> dict[str, Any]:
+    task = "\n".join(f"CALL {name} {json.dumps(args)}" for name, args in calls)
+    return {
+        "apiVersion": "kswarm.dev/v1alpha1",
+        "kind": "SwarmJob",
+        "metadata": {"name": "mcp-job", "uid": uid},
+        "spec": {"task": task, "tools": tools, **spec},
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from mcp_behaviours import call_named_tools
-from mcp_support import HERE, free_port, ledger_server, read_journal, time_server
+from mcp_support import HERE, free_port, job_manifest, ledger_server, read_journal, time_server
 from temporalio.testing import ActivityEnvironment
 
 from kswarm.embedded import SimOptions, embedded_stack
@@ -28,18 +28,6 @@ from kswarm.workflows.inputs import ToolCallInput
 
 REPO = HERE.parents[2]
 KSWARM = str(Path(sys.executable).parent / "kswarm")
-
-
-def job_manifest(
-    uid: str, calls: list[tuple[str, dict[str, Any]]], tools: list[str], **spec: Any
-) -> dict[str, Any]:
-    task = "\n".join(f"CALL {name} {json.dumps(args)}" for name, args in calls)
-    return {
-        "apiVersion": "kswarm.dev/v1alpha1",
-        "kind": "SwarmJob",
-        "metadata": {"name": "mcp-job", "uid": uid},
-        "spec": {"task": task, "tools": tools, **spec},
-    }
 
 
 def kswarm_run(tmp_path: Path, manifest: dict[str, Any], servers: list[Any]) -> Any:

@@ -122,3 +122,27 @@ def test_a_model_sees_mcp_text_and_a_note_when_a_result_is_cut() -> None:
     cut = for_model(result, limit=10)
     assert cut.startswith("a" * 10 + "\n[truncated: the result has 30 characters")
     assert for_model({"results": [1, 2]}) == '{"results":[1,2]}'
+
+
+def test_a_decision_goes_to_the_workflow_of_the_calls_agent() -> None:
+    from kswarm.workflows.approvals import agent_workflow_id
+
+    assert agent_workflow_id("j1/orchestrator/3/0") == "swarmjob-j1"
+    assert agent_workflow_id("j1/single/1/2") == "swarmjob-j1"
+    assert agent_workflow_id("j1/s001-004/2/1") == "swarmjob-j1/s001-004"
+    with pytest.raises(ValueError, match="JOB/AGENT/STEP/INDEX"):
+        agent_workflow_id("j1/s001-004/x")
+
+
+def test_kswarm_deny_needs_a_reason_and_a_call_of_the_job(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kswarm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["deny", "j1", "j1/single/1/0"])
+    assert e.value.code == 2 and "--reason" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["approve", "j1", "j2/single/1/0"])
+    assert e.value.code == 2
+    assert "is not a call of job 'j1'" in capsys.readouterr().err
