@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kswarm.tools import control as ctl
-from kswarm.tools.results import for_model, truncate
+from kswarm.tools.results import MODEL_RESULT_CHARS, for_model, truncate
 
 __all__ = [
     "OLD_REASONING_CHARS",
@@ -84,7 +84,10 @@ def pending_tool_messages(history: list[dict[str, Any]], calls: list[Any]) -> li
         if row is None or row.status in ("pending", "started"):
             content = "error: the call did not complete"
         elif row.status == "succeeded":
-            content = for_model(row.result)
+            # A tool's result is cut for the prompt; the orchestrator's controls (its
+            # sub-agents' answers) reach it whole, as they are what it works from.
+            whole = row.tool in ctl.CONTROL_TOOLS
+            content = for_model(row.result, limit=None if whole else MODEL_RESULT_CHARS)
         else:
             content = truncate(f"error: {row.error or row.status}")
         out.append(

@@ -47,9 +47,11 @@ def _render(result: Any) -> str:
     return json.dumps(result, separators=(",", ":"))
 
 
-def for_model(result: Any, limit: int = MODEL_RESULT_CHARS) -> str:
-    """The tool message's content for ``result``, at most about ``limit`` characters."""
-    return truncate(_render(result), limit)
+def for_model(result: Any, limit: int | None = MODEL_RESULT_CHARS) -> str:
+    """The tool message's content for ``result``, at most about ``limit`` characters (``None``:
+    whole)."""
+    text = _render(result)
+    return text if limit is None else truncate(text, limit)
 
 
 def truncate(text: str, limit: int = MODEL_RESULT_CHARS) -> str:

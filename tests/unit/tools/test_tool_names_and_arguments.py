@@ -122,6 +122,7 @@ def test_a_model_sees_mcp_text_and_a_note_when_a_result_is_cut() -> None:
     cut = for_model(result, limit=10)
     assert cut.startswith("a" * 10 + "\n[truncated: the result has 30 characters")
     assert for_model({"results": [1, 2]}) == '{"results":[1,2]}'
+    assert for_model({"answers": "a" * 50}, limit=None) == '{"answers":"' + "a" * 50 + '"}'
 
 
 def test_a_decision_goes_to_the_workflow_of_the_calls_agent() -> None:
