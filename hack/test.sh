@@ -27,6 +27,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+step "MCP reference server-everything (npm, cached outside the repo; the tools tests run it)"
+npm_cache=${KSWARM_TEST_NPM_CACHE:-$HOME/.cache/kswarm-tests/npm}
+if [ ! -f "$npm_cache/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
+  mkdir -p "$npm_cache"
+  npm install --no-audit --no-fund --prefix "$npm_cache" @modelcontextprotocol/server-everything >/dev/null
+fi
+
 step "test control plane (kube-apiserver + etcd, built once and cached outside the repo)"
 bash hack/testcp/testcp.sh build
 

@@ -1,6 +1,6 @@
 """The ``kswarm`` command: run a job on the embedded stack, or start one long-running part.
 
-kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
+kswarm run FILE [--json] [--mode swarm|single] [--time-scale X] [--tools TOOLS.yaml]
 kswarm worker | operator | sim | dashboard
 kswarm db upgrade|downgrade|check|current|prune
 kswarm export JOB --format jsonl
@@ -24,6 +24,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         extra["fail_503_rate"] = ns.fail_503_rate
     if ns.hang_rate:
         extra["hang_rate"] = ns.hang_rate
+    if ns.behaviour:
+        extra["behaviour"] = ns.behaviour
     return run_job(
         ns.file,
         as_json=ns.json,
@@ -32,6 +34,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         pools_file=ns.pools,
         replicas=ns.replicas,
         sim_extra=extra,
+        tools_file=ns.tools,
     )
 
 
@@ -83,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulator time scale: 1 is a real GPU's pace, 0.01 is 100x faster (default 1)",
     )
     run.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")
+    run.add_argument(
+        "--tools",
+        help="tools YAML: MCP tool servers whose tools the job may name (SERVER__TOOL)",
+    )
+    run.add_argument(
+        "--behaviour",
+        metavar="MODULE:FUNCTION",
+        help="simulator: the scripted model's behaviour function (for tests and demos)",
+    )
     run.add_argument("--replicas", type=int, default=2, help="simulated replicas (default 2)")
     run.add_argument("--fail-503-rate", type=float, default=0.0, help="simulator: 503 rate")
     run.add_argument("--hang-rate", type=float, default=0.0, help="simulator: hung requests")
@@ -104,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_arguments(sim)
     sim.set_defaults(func=_cmd_sim)
 
+    from kswarm import approving
     from kswarm.ledger import commands as ledger_commands
     from kswarm.telemetry import commands as telemetry_commands
 
+    approving.register(sub)
     ledger_commands.register(sub)
     telemetry_commands.register(sub)
     return p

@@ -18,11 +18,15 @@ from rich.table import Table
 from temporalio.client import WorkflowHandle
 
 from kswarm import looping
+from kswarm.config import kswarm_home
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
-from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
+from kswarm.errors import ConfigError, LedgerUnavailable, SpecError, ToolServerUnavailable
 from kswarm.llm.pools import load_pools_file
 from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
+from kswarm.tools import ToolRegistry
+from kswarm.tools.mcp import tool_servers
+from kswarm.tools.servers import ToolServerConfig, load_tools_file
 from kswarm.workflows import JobStatus, SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.report import build_report
 
@@ -35,13 +39,23 @@ SIMULATED_POOL_NOTE = (
 )
 
 
-def load_job(path: str, *, mode: str | None, pools_file: str | None) -> SwarmJobManifest:
-    """Read and validate the job before anything starts."""
+def load_job(
+    path: str,
+    *,
+    mode: str | None,
+    pools_file: str | None,
+    tools: ToolRegistry | None = None,
+    check_tools: bool = True,
+) -> SwarmJobManifest:
+    """Read and validate the job before anything starts; ``tools`` are the tools it may name
+    (the demo world's by default), ``check_tools=False`` leaves the names for later (the tool
+    servers of ``--tools`` are not listed yet)."""
     manifest = load_manifest_file(path)
     pools = ["default"]
     if pools_file:
         pools = list(load_pools_file(pools_file).names)
-    job = parse_manifest(manifest, known_tools=demo_tools().names(), known_pools=pools)
+    known = (tools or demo_tools()).names() if check_tools else None
+    job = parse_manifest(manifest, known_tools=known, known_pools=pools)
     if mode:
         job = SwarmJobManifest(
             name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec.with_mode(mode)
@@ -124,13 +138,47 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]Result[/bold] {preview[:400]}{'...' if len(preview) > 400 else ''}")
 
 
+async def _run_with_tools(
+    path: str,
+    job: SwarmJobManifest,
+    *,
+    servers: list[ToolServerConfig],
+    as_json: bool,
+    pools_file: str | None,
+    sim: SimOptions,
+) -> int:
+    """Start the tool servers of ``--tools``, check the job's tool names against what they
+    list, run the job, stop the servers."""
+    err = Console(stderr=True)
+    log_path = kswarm_home() / "tool-servers.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as errlog:
+        try:
+            async with tool_servers(servers, errlog=errlog) as connected:
+                tools = connected.register(demo_tools())
+                try:  # the job was checked but for its tool names: check them now
+                    load_job(path, mode=None, pools_file=pools_file, tools=tools)
+                except SpecError as e:
+                    err.print(f"[red]error:[/red] {e}", highlight=False)
+                    return EXIT_INVALID
+                return await _run(job, as_json=as_json, pools_file=pools_file, sim=sim, tools=tools)
+        except ToolServerUnavailable as e:
+            err.print(f"[red]error:[/red] {e} (its standard error: {log_path})", highlight=False)
+            return EXIT_INVALID
+
+
 async def _run(
-    job: SwarmJobManifest, *, as_json: bool, pools_file: str | None, sim: SimOptions
+    job: SwarmJobManifest,
+    *,
+    as_json: bool,
+    pools_file: str | None,
+    sim: SimOptions,
+    tools: ToolRegistry | None = None,
 ) -> int:
     console = Console(stderr=as_json)
     if pools_file is None:
         console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
-    async with embedded_stack(pools_file=pools_file, sim=sim) as stack:
+    async with embedded_stack(pools_file=pools_file, sim=sim, tools=tools) as stack:
         inp = SwarmJobInput(name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec)
         handle = await stack.client.start_workflow(
             SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
@@ -164,10 +212,14 @@ def run_job(
     pools_file: str | None = None,
     replicas: int = 2,
     sim_extra: dict[str, Any] | None = None,
+    tools_file: str | None = None,
 ) -> int:
     err = Console(stderr=True)
+    servers: list[ToolServerConfig] = []
     try:
-        job = load_job(path, mode=mode, pools_file=pools_file)
+        if tools_file:
+            servers = load_tools_file(tools_file)
+        job = load_job(path, mode=mode, pools_file=pools_file, check_tools=not tools_file)
         if time_scale is not None and not 0 < time_scale <= 100:
             raise SpecError(
                 "--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}"
@@ -177,6 +229,12 @@ def run_job(
         return EXIT_INVALID
     sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0, extra=sim_extra or {})
     try:
+        if tools_file:
+            return looping.run(
+                _run_with_tools(
+                    path, job, servers=servers, as_json=as_json, pools_file=pools_file, sim=sim
+                )
+            )
         return looping.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
     except (LedgerUnavailable, ConfigError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)

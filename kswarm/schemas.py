@@ -96,6 +96,7 @@ CEL_RULES: dict[str, Rule] = {
         or "maximumIntervalSeconds" not in v
         or v["maximumIntervalSeconds"] >= v["initialIntervalSeconds"]
     ),
+    "has(self.url) != has(self.command)": lambda v: ("url" in v) != ("command" in v),
 }
 """The Python twin of each CEL rule of the CRDs, keyed by the rule's text."""
 

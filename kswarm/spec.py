@@ -260,11 +260,7 @@ def parse_spec(
             ("spec.subagents.tools", result.subagents.tools),
         ):
             for i, t in enumerate(names):
-                if t not in known:
-                    raise SpecError(
-                        f"{path}[{i}]",
-                        f"unknown tool {t!r}; known tools: {', '.join(sorted(known))}",
-                    )
+                _check_tool(f"{path}[{i}]", t, known)
     if known_pools is not None:
         pools = set(known_pools)
         for path, pool in (
@@ -306,6 +302,17 @@ def _typed(hint: Any, value: Any) -> Any:
     if hint is float:
         return float(value)
     return value
+
+
+def _check_tool(path: str, name: str, known: set[str]) -> None:
+    """``name`` is a known tool, or ``SERVER__*`` for a server some known tool comes from."""
+    if name.endswith("__*"):
+        server = name[:-3]
+        servers = ", ".join(sorted({k.split("__")[0] for k in known if "__" in k})) or "(none)"
+        if not any(k.startswith(server + "__") for k in known):
+            raise SpecError(path, f"unknown tool server {server!r}; known tool servers: {servers}")
+    elif name not in known:
+        raise SpecError(path, f"unknown tool {name!r}; known tools: {', '.join(sorted(known))}")
 
 
 def _check_pool(path: str, pool: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import kopf
 
 from kswarm.operator import deployments as children
-from kswarm.operator import endpoint_probes, modelpools, swarmjobs, watching
+from kswarm.operator import endpoint_probes, modelpools, swarmjobs, toolservers, watching
 from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
 __all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
@@ -149,6 +149,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         when=_endpoint_pool,
         interval=config.pool_probe_interval,
     )(_handler(endpoint_probes.probe_pool))
+    toolservers.register(registry, probe_interval=config.pool_probe_interval)
     return registry
 
 

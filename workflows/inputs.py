@@ -132,6 +132,8 @@ class ToolCallRef:
     kind: str
     """``tool`` (run it), ``spawn`` (start sub-agents), ``finish``, ``refused`` or ``done``."""
     local: bool = True
+    approval: bool = False
+    """The call waits for a person's decision before it runs (``requireApproval``)."""
 
 
 @dataclass

@@ -86,7 +86,13 @@ class ModelStepActivities(ActivityResources):
             elif r["status"] != "pending" and kind == "tool":
                 kind = "done"
             refs.append(
-                ToolCallRef(index=r["index"], name=r["tool"], kind=kind, local=c.get("local", True))
+                ToolCallRef(
+                    index=r["index"],
+                    name=r["tool"],
+                    kind=kind,
+                    local=c.get("local", True),
+                    approval=c.get("approval", False),
+                )
             )
         refs.sort(key=lambda t: t.index)
         return ModelStepResult(

@@ -8,10 +8,10 @@ previous step's calls are rebuilt from that step's ledger rows.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kswarm.tools import control as ctl
+from kswarm.tools.results import MODEL_RESULT_CHARS, for_model, truncate
 
 __all__ = [
     "OLD_REASONING_CHARS",
@@ -84,9 +84,12 @@ def pending_tool_messages(history: list[dict[str, Any]], calls: list[Any]) -> li
         if row is None or row.status in ("pending", "started"):
             content = "error: the call did not complete"
         elif row.status == "succeeded":
-            content = json.dumps(row.result, separators=(",", ":"))
+            # A tool's result is cut for the prompt; the orchestrator's controls (its
+            # sub-agents' answers) reach it whole, as they are what it works from.
+            whole = row.tool in ctl.CONTROL_TOOLS
+            content = for_model(row.result, limit=None if whole else MODEL_RESULT_CHARS)
         else:
-            content = f"error: {row.error or row.status}"
+            content = truncate(f"error: {row.error or row.status}")
         out.append(
             {
                 "role": "tool",

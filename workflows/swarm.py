@@ -28,6 +28,12 @@ with workflow.unsafe.imports_passed_through():
     from kswarm.spec import RetrySpec
     from kswarm.tools import control as ctl
     from kswarm.workflows.activities import SwarmActivities, agent_id_for
+    from kswarm.workflows.approvals import (
+        DECIDE_SIGNAL,
+        ApprovalRecord,
+        ApprovalWait,
+        ToolCallDecision,
+    )
     from kswarm.workflows.inputs import (
         AgentResult,
         FinishJobInput,
@@ -90,15 +96,64 @@ TOOL_BATCHES = "tool-batches-v1"
 ``run_tool`` local activity per call; histories of that shape still replay)."""
 
 
+TOOL_APPROVAL = "tool-approval-v1"
+"""Patch id: calls of ``requireApproval`` tools wait for the ``decide_tool_call`` signal."""
+
+
+class Approvals:
+    """An agent workflow's decisions on its calls that wait for a person."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, ToolCallDecision] = {}
+        self.waiting: list[str] = []
+        """Calls waiting now, by key."""
+
+    def decide(self, decision: ToolCallDecision) -> None:
+        self.decisions.setdefault(decision.call, decision)  # the first decision holds
+
+    async def gate(
+        self, job_uid: str, agent_id: str, step: ModelStepResult
+    ) -> list[ToolCallResult]:
+        """Wait for a decision on each of ``step``'s calls that needs one; record them. The
+        denied calls' results (failed: the denial is the model's answer)."""
+        gated = [r for r in step.tool_calls if r.kind == "tool" and r.approval]
+        if not gated or not workflow.patched(TOOL_APPROVAL):
+            return []
+        keys = {r.index: f"{agent_id}/{step.step}/{r.index}" for r in gated}
+        await _ledger(
+            SwarmActivities.await_approval,
+            ApprovalWait(job_uid, agent_id, step.step, list(keys)),
+        )
+        self.waiting += keys.values()
+        try:
+            await workflow.wait_condition(lambda: all(k in self.decisions for k in keys.values()))
+        finally:
+            self.waiting = [k for k in self.waiting if k not in keys.values()]
+        denied = []
+        for index, key in keys.items():
+            decision = self.decisions[key]
+            record = ApprovalRecord(job_uid, agent_id, step.step, index, decision, workflow.now())
+            await _ledger(SwarmActivities.decide_tool_call, record)
+            if not decision.approved:
+                denied.append(ToolCallResult(index=index, status="failed"))
+        return denied
+
+
 async def _run_tools(
-    job_uid: str, agent_id: str, step: ModelStepResult, retry: RetrySpec
+    job_uid: str,
+    agent_id: str,
+    step: ModelStepResult,
+    retry: RetrySpec,
+    approvals: Approvals | None = None,
 ) -> list[ToolCallResult]:
     """Run a step's tool calls in parallel: the short ones together in one local activity, each
-    long one as its own regular activity."""
+    long one as its own regular activity; calls that need a person's approval wait for it."""
+    denied = await approvals.gate(job_uid, agent_id, step) if approvals is not None else []
+    skip = {r.index for r in denied}
     short: list[ToolCallInput] = []
     calls: list[Awaitable[Any]] = []
     for ref in step.tool_calls:
-        if ref.kind != "tool":
+        if ref.kind != "tool" or ref.index in skip:
             continue
         inp = ToolCallInput(
             job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index, tool=ref.name
@@ -128,7 +183,7 @@ async def _run_tools(
             )
             for inp in short
         )
-    results: list[ToolCallResult] = []
+    results: list[ToolCallResult] = list(denied)
     for done in await asyncio.gather(*calls):
         results.extend(done.results if isinstance(done, ToolBatchResult) else [done])
     return results
@@ -162,10 +217,19 @@ class SubagentWorkflow:
 
     def __init__(self) -> None:
         self._steps = 0
+        self._approvals = Approvals()
 
     @workflow.query
     def steps(self) -> int:
         return self._steps
+
+    @workflow.signal(name=DECIDE_SIGNAL)
+    def decide_tool_call(self, decision: ToolCallDecision) -> None:
+        self._approvals.decide(decision)
+
+    @workflow.query
+    def waiting_for_approval(self) -> list[str]:
+        return list(self._approvals.waiting)
 
     @workflow.run
     async def run(self, inp: SubagentInput) -> AgentResult:
@@ -203,7 +267,7 @@ class SubagentWorkflow:
                     return result
                 if r.final:
                     break
-                await _run_tools(inp.job_uid, inp.agent_id, r, inp.retry)
+                await _run_tools(inp.job_uid, inp.agent_id, r, inp.retry, self._approvals)
                 if r.budget_exhausted:
                     result.budget_exhausted = r.budget_exhausted
                     final_turn = True
@@ -228,10 +292,19 @@ class SwarmWorkflow:
         self._status = JobStatus()
         self._reason: str | None = None
         self._budget: str | None = None
+        self._approvals = Approvals()
 
     @workflow.query
     def status(self) -> JobStatus:
         return self._status
+
+    @workflow.signal(name=DECIDE_SIGNAL)
+    def decide_tool_call(self, decision: ToolCallDecision) -> None:
+        self._approvals.decide(decision)
+
+    @workflow.query
+    def waiting_for_approval(self) -> list[str]:
+        return list(self._approvals.waiting)
 
     @workflow.run
     async def run(self, inp: SwarmJobInput) -> SwarmJobResult:
@@ -367,7 +440,7 @@ class SwarmWorkflow:
             if self._budget == "maxTokens" or r.final:
                 return
             await asyncio.gather(
-                _run_tools(inp.uid, agent_id, r, spec.retry),
+                _run_tools(inp.uid, agent_id, r, spec.retry, self._approvals),
                 self._run_stage(inp, agent_id, r, stage),
             )
             if self._budget == "maxTokens":

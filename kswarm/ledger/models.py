@@ -180,6 +180,9 @@ class ToolCall(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    approval: Mapped[Any | None] = mapped_column(JSONType, default=None)
+    """A person's decision on a call that waited for one: ``approved``, ``by``, ``at``,
+    ``reason``."""
 
     __table_args__ = (
         Index("ix_tool_calls_job_uid_tool", "job_uid", "tool"),

@@ -32,7 +32,10 @@ from kswarm.ledger.records import (
 )
 from kswarm.ledger.writing import GroupCommitter
 
-__all__ = ["Ledger", "utcnow"]
+__all__ = ["AWAITING_APPROVAL", "Ledger", "utcnow"]
+
+AWAITING_APPROVAL = "awaiting"
+"""Status of a tool call that waits for a person to approve or deny it."""
 
 TERMINAL_TOOL_STATUSES = ("succeeded", "failed", "refused")
 READER_THREADS = 2
@@ -620,6 +623,44 @@ class Ledger:
                 duration_seconds=0.0,
             )
             .on_conflict_do_nothing(index_elements=["key"])
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def await_approval(self, keys: Sequence[ToolCallKey]) -> None:
+        """Mark pending calls as waiting for a person's decision (status ``awaiting``)."""
+        TC = models.ToolCall
+        stmt = (
+            update(TC)
+            .where(TC.key.in_([str(k) for k in keys]), TC.status == "pending")
+            .values(status=AWAITING_APPROVAL)
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def decide_tool_call(
+        self, key: ToolCallKey, *, approved: bool, by: str, reason: str, at: datetime
+    ) -> None:
+        """Record a person's decision on a call: approved, it is pending again (and runs);
+        denied, it is failed with the decision as its error (the model's answer)."""
+        TC = models.ToolCall
+        approval = {"approved": approved, "by": by, "at": at.isoformat(), "reason": reason}
+        values: dict[str, Any] = {"approval": approval}
+        if approved:
+            values["status"] = "pending"
+        else:
+            why = f": {reason}" if reason else ""
+            values |= {"status": "failed", "error": f"denied by {by}{why}", "finished_at": at}
+        stmt = (
+            update(TC)
+            .where(TC.key == str(key), TC.status.in_([AWAITING_APPROVAL, "pending"]))
+            .values(**values)
         )
 
         async def op(conn: AsyncConnection) -> None:

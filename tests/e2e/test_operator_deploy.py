@@ -71,6 +71,7 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     for name in ("swarmjobs", "modelpools"):
         assert {name, f"{name}/status", f"{name}/finalizers"} <= resources
+    assert {"toolservers", "toolservers/status"} <= resources  # no finalizer: nothing to undo
     assert "secrets" not in resources and "*" not in resources
     assert all("*" not in rule["verbs"] for rule in role["rules"])
     roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
@@ -78,9 +79,16 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     for role in roles.values():  # Secrets and the pools ConfigMap: by name only
         assert all(rule.get("resourceNames") for rule in role["rules"])
     pools, keys = roles["kswarm-operator-pools"]["rules"]
-    assert (pools["resources"], pools["resourceNames"]) == (["configmaps"], ["kswarm-pools"])
-    # The Secret of the workers' API keys: written, never read back, and no other Secret.
-    assert (keys["resources"], keys["resourceNames"]) == (["secrets"], ["kswarm-pool-keys"])
+    assert (pools["resources"], pools["resourceNames"]) == (
+        ["configmaps"],
+        ["kswarm-pools", "kswarm-tools"],
+    )
+    # The Secrets of the workers' API keys and tool tokens: written, never read back, and no
+    # other Secret.
+    assert (keys["resources"], keys["resourceNames"]) == (
+        ["secrets"],
+        ["kswarm-pool-keys", "kswarm-tool-keys"],
+    )
     assert set(keys["verbs"]) == {"create", "patch"}
     assert roles["kswarm-operator-pools"]["metadata"]["namespace"] == "kswarm-system"
 
@@ -228,6 +236,8 @@ def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
         raise AssertionError(f"{name}: {env}={path} is not a file of ConfigMap {config_map}")
 
     assert mounted("kswarm-worker", "KSWARM_POOLS_FILE", "kswarm-pools") == "pools.yaml"
+    assert mounted("kswarm-worker", "KSWARM_TOOLS_FILE", "kswarm-tools") == "tools.yaml"
+    assert "kswarm-tools" not in config_maps
     # The pools' API keys: the Secret the operator writes, where its apiKeyFile paths point.
     (op,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
     keys_dir = next(e["value"] for e in op["env"] if e["name"] == "KSWARM_POOL_KEYS_DIR")

@@ -64,6 +64,7 @@ def test_the_job_page_shows_timeline_stages_and_ledger_of_each_job(
     assert len(stages) == ledger_env.stages[uid]
     tools = next(v for v in tables if "tool" in v.columns)
     assert len(tools) > 0 and set(tools["tool"]) >= {"search"}
+    assert set(tools["server"]) == {""}  # built-in tools come from no MCP server
     compared = [v for v in tables if "critical_steps" in v.columns]
     if kind == "failed":
         assert not compared  # a failed run is compared with nothing
