@@ -1,7 +1,7 @@
 """The ``kswarm`` command: run a job on the embedded stack, or start one long-running part.
 
 kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
-kswarm worker | operator | sim | dashboard
+kswarm worker | operator | sim | llamacpp | dashboard
 kswarm db upgrade|downgrade|check|current|prune
 kswarm export JOB --format jsonl
 """
@@ -46,6 +46,18 @@ def _cmd_sim(ns: argparse.Namespace) -> int:
     from kswarm.sim.serving import run_sim_from_args
 
     run_sim_from_args(ns)
+    return 0
+
+
+def _cmd_llamacpp(ns: argparse.Namespace) -> int:
+    from kswarm.errors import ConfigError
+    from kswarm.llm import llamacpp
+
+    try:
+        llamacpp.serve(llamacpp.settings_from_args(ns))
+    except ConfigError as e:
+        print(f"kswarm llamacpp: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -98,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(sim)
     sim.set_defaults(func=_cmd_sim)
+
+    llamacpp = sub.add_parser("llamacpp", help="a real llama.cpp model server (CPU)")
+    from kswarm.llm.llamacpp import add_llamacpp_arguments
+
+    add_llamacpp_arguments(llamacpp)
+    llamacpp.set_defaults(func=_cmd_llamacpp)
 
     from kswarm.ledger import commands as ledger_commands
     from kswarm.telemetry import commands as telemetry_commands

@@ -14,7 +14,9 @@ pool ``team-a/fast`` (see ``swarmjobs.resolve_pools``). An entry carries:
 
 * ``replicas``: the Service URL of a managed or simulator pool (``deployments.service_url``),
   the base URL of ``spec.endpoint`` (without ``/v1``) for an endpoint pool;
-* ``model``, ``maxConcurrency``, ``rateLimit``, ``router`` and ``stream`` from the spec;
+* ``model``, ``maxConcurrency``, ``rateLimit``, ``router``, ``stream`` and the options for
+  real servers (``toolChoice``, ``contextWindow``, ``toolCallsInContent``,
+  ``maxOutputTokens``) from the spec;
 * ``apiKeyFile`` for a pool with ``spec.apiKeySecret``: where the workers find its key.
 
 A ConfigMap is no place for a secret, so API keys travel beside it, as Argo and kagent pass
@@ -143,6 +145,9 @@ def model_pool_entry(pool: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "stream" in spec:
         entry["stream"] = spec["stream"]
+    for key in ("toolChoice", "contextWindow", "toolCallsInContent", "maxOutputTokens"):
+        if key in spec:
+            entry[key] = spec[key]
     rate = spec.get("rateLimit")
     if isinstance(rate, Mapping) and rate.get("requestsPerSecond") is not None:
         entry["rateLimit"] = {"requestsPerSecond": rate["requestsPerSecond"]}
