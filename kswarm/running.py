@@ -100,6 +100,12 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     t.add_row("model calls", str(report["llmCalls"]))
     t.add_row("tokens", f"{report['tokens']['input']} in, {report['tokens']['output']} out")
     t.add_row("wall time", f"{report['wallSeconds']:.2f} s")
+    context = report.get("context") or {}
+    if context.get("masked") or context.get("dropped"):
+        t.add_row(
+            "context management",
+            f"{context['masked']} tool results masked, {context['dropped']} messages dropped",
+        )
     if report["modelSeconds"]:
         t.add_row("model time on the critical path", f"{report['modelSeconds']:.2f} s")
     if report["quality"] is not None:
