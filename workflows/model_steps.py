@@ -204,6 +204,7 @@ class ModelStepActivities(ActivityResources):
             prefix_key=f"{inp.job_uid}/{inp.agent_id}",
             replica_hint=last_replica(history),
             stream=pool.stream,
+            check_arguments=False,  # arguments that are not JSON go back as a tool error
         )
         offset = (activity.info().attempt - 1) * inp.retry.max_attempts
 

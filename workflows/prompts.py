@@ -43,7 +43,27 @@ estimate on the safe side of the window."""
 
 
 def public(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if not k.startswith("_")}
+    """What the server gets of a stored message: no kswarm metadata, and tool-call arguments
+    that are JSON objects (a server may parse them to render its template; arguments the
+    model broke were answered with a tool error and are sent as ``{}``)."""
+    out = {k: v for k, v in message.items() if not k.startswith("_")}
+    calls = out.get("tool_calls")
+    if calls and not all(_json_object(c) for c in calls):
+        out["tool_calls"] = [
+            c if _json_object(c) else {**c, "function": {**c["function"], "arguments": "{}"}}
+            for c in calls
+        ]
+    return out
+
+
+def _json_object(call: Any) -> bool:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        return True
+    try:
+        return isinstance(json.loads(function.get("arguments") or "{}"), dict)
+    except (ValueError, TypeError):
+        return False
 
 
 def step_of(message: dict[str, Any]) -> int | None:

@@ -253,13 +253,17 @@ class LLMClient:
         try:
             async with asyncio.timeout(pool.request_timeout_seconds):
                 if request.stream:
-                    outcome = await self._stream(url, headers, content, timeout, t0)
+                    outcome = await self._stream(
+                        url, headers, content, timeout, t0, request.check_arguments
+                    )
                 else:
                     response = await self.http.post(
                         url, content=content, headers=headers, timeout=timeout
                     )
                     _raise_for_status(response)
-                    outcome = parse_completion(response.text)
+                    outcome = parse_completion(
+                        response.text, check_arguments=request.check_arguments
+                    )
         except LLMError as e:
             outcome = e
         except (TimeoutError, httpx.TimeoutException) as e:
@@ -297,6 +301,7 @@ class LLMClient:
         content: bytes,
         timeouts: httpx.Timeout,
         t0: float,
+        check_arguments: bool = True,
     ) -> Completion:
         assembler = StreamAssembler(t0)
         async with self.http.stream(
@@ -316,7 +321,7 @@ class LLMClient:
                     break
             if data:
                 assembler.feed_line("\n".join(data), time.perf_counter())
-        return assembler.result()
+        return assembler.result(check_arguments=check_arguments)
 
     async def aclose(self) -> None:
         """Stop every router's background work and close the connections this client opened."""

@@ -107,6 +107,7 @@ def _params(settings: LlamaCppSettings) -> Any:
     params.n_ctx = settings.ctx_size
     params.n_parallel = settings.parallel
     params.use_jinja = True
+    params.endpoint_metrics = True  # /metrics: the server's own token counters
     if settings.chat_template:
         try:
             with open(settings.chat_template, encoding="utf-8") as f:
