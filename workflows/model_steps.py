@@ -17,6 +17,7 @@ result's ``stop_reason`` says why an agent was ended.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -206,7 +207,9 @@ class ModelStepActivities(ActivityResources):
             stream=pool.stream,
             check_arguments=False,  # arguments that are not JSON go back as a tool error
         )
-        offset = (activity.info().attempt - 1) * inp.retry.max_attempts
+        # Attempt numbers run on over the activity's retries and the one retry after a cut.
+        offset = (activity.info().attempt - 1) * inp.retry.max_attempts * 2
+        numbers = itertools.count(offset + 1)
 
         async def on_attempt(a: Attempt) -> None:
             metrics.record_model_attempt(pool.name, a)
@@ -216,7 +219,7 @@ class ModelStepActivities(ActivityResources):
                     job_uid=inp.job_uid,
                     agent_id=inp.agent_id,
                     step=inp.step,
-                    attempt=offset + a.number,
+                    attempt=next(numbers),
                     pool=pool.name,
                     model=model,
                     status=a.outcome,

@@ -4,8 +4,9 @@ A server parses a model's tool calls only when it knows the model's format (vLLM
 ``--tool-call-parser``, llama.cpp's chat template); otherwise the call arrives as text, e.g.
 ``{"name": "search", "arguments": {"query": "..."}}``, maybe in a code fence or in
 ``<tool_call>`` tags. With a pool's ``toolCallsInContent`` the model step reads such text back
-into ``tool_calls``. Only text that is nothing but calls is read: a call quoted inside prose
-stays prose.
+into ``tool_calls``. Only text that is nothing but calls is read, or text that opens with them
+in a code fence (small models comment on the call after it): a call quoted inside prose stays
+prose.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 __all__ = ["calls_from_content"]
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```", re.S)
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 
 
