@@ -113,6 +113,7 @@ class ModelStepActivities(ActivityResources):
             for r in rows:
                 if r["status"] == "pending":
                     r.update(status="refused", error=f"not run: {stop_reason}", budgeted=False)
+        refusal = assistant.get("refusal") or None
         stored, total_tokens = await self.ledger.record_model_step(
             job_uid=inp.job_uid,
             agent_id=inp.agent_id,
@@ -156,6 +157,7 @@ class ModelStepActivities(ActivityResources):
             stop_reason=stop_reason,
             context_masked=int(meta.get("masked", 0)),
             context_dropped=int(meta.get("dropped", 0)),
+            refusal=str(refusal) if refusal else None,
         )
 
     async def _job_settings(self, job_uid: str) -> tuple[Limits, ContextSpec]:
