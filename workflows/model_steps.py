@@ -192,9 +192,12 @@ class ModelStepActivities(ActivityResources):
         messages = prompt_messages(history, masking=context.enabled)
         fit = ContextFit(messages=messages)
         window = await self.client.context_window(pool) if context.enabled else None
+        scale = _token_scale(history)
         if window is not None:
             budget = int(window * context.threshold) - (pool.max_output_tokens or 0)
-            fit = fit_context(messages, specs, budget=budget, keep_steps=context.keep_steps)
+            fit = fit_context(
+                messages, specs, budget=int(budget / scale), keep_steps=context.keep_steps
+            )
         choice = pool.tool_choice if specs else None
         request = ChatRequest(
             model=model,
@@ -257,7 +260,7 @@ class ModelStepActivities(ActivityResources):
             if known is None:
                 raise ContextLengthExceeded(f"{e} (the pool's context window is unknown)") from e
             budget = known // 2 - (pool.max_output_tokens or 0)
-            fit = fit_context(messages, specs, budget=budget, keep_steps=1)
+            fit = fit_context(messages, specs, budget=int(budget / scale), keep_steps=1)
             request.messages = fit.messages
             try:
                 result = await self.client.chat(pool, request, retry=retry, on_attempt=on_attempt)
@@ -277,6 +280,9 @@ class ModelStepActivities(ActivityResources):
         message["_kswarm"] = {"step": inp.step, "replica": result.replica}
         if fit.masked or fit.dropped:
             message["_kswarm"].update(masked=fit.masked, dropped=fit.dropped)
+        if fit.tokens and result.input_tokens:
+            # The server's count of this prompt against ours: the next step's estimate scale.
+            message["_kswarm"].update(estimate=fit.tokens, prompt_tokens=result.input_tokens)
         model_seconds = (
             result.model_seconds if result.model_seconds is not None else result.latency_seconds
         )
@@ -286,6 +292,17 @@ class ModelStepActivities(ActivityResources):
             float(model_seconds or 0.0),
             float(result.latency_seconds or 0.0),
         )
+
+
+def _token_scale(history: list[dict[str, Any]]) -> float:
+    """Server tokens per estimated token, from the agent's last step that recorded both (the
+    estimate counts characters; tokenizers differ), within 0.25 to 4; 1 when none did."""
+    for m in reversed(history):
+        meta = m.get("_kswarm")
+        if m.get("role") == "assistant" and isinstance(meta, dict) and meta.get("estimate"):
+            ratio = float(meta.get("prompt_tokens") or 0) / float(meta["estimate"])
+            return min(4.0, max(0.25, ratio))
+    return 1.0
 
 
 def _guard(

@@ -182,10 +182,11 @@ def fit_context(
     budget: int,
     keep_steps: int,
 ) -> ContextFit:
-    """``messages`` cut to ``budget`` estimated tokens: first the tool results of all but the
-    latest ``keep_steps`` steps are masked, then the oldest steps are dropped whole (never the
-    system prompt, the task or the latest ``keep_steps`` steps). The result may still be over
-    the budget when what is kept is bigger; the server then says so."""
+    """``messages`` cut to ``budget`` estimated tokens: first the tool results of the oldest
+    steps are masked, one step after the other (not the answers of sub-agents, which cannot
+    be fetched again), then the oldest steps are dropped whole; never
+    the system prompt, the task or the latest ``keep_steps`` steps. The result may still be
+    over the budget when what is kept is bigger; the server then says so."""
     fit = ContextFit(messages=list(messages), tokens=estimate_tokens(messages, tools))
     if fit.tokens <= budget:
         return fit
@@ -197,15 +198,20 @@ def fit_context(
         for c in (m.get("tool_calls") or [])
         if isinstance(c, dict)
     }
-    for turn in old:
+    for turn in old:  # the oldest first, only as many as it takes
         for i in turn:
             m = fit.messages[i]
-            stub = masked_stub(names.get(str(m.get("tool_call_id")), "the tool"))
+            name = names.get(str(m.get("tool_call_id")), "the tool")
+            if name in ctl.CONTROL_TOOLS:
+                continue  # sub-agents' answers: calling again would run them again
+            stub = masked_stub(name)
             if m.get("role") == "tool" and m.get("content") != stub:
                 fit.messages[i] = {**m, "content": stub}
                 fit.masked += 1
-    fit.tokens = estimate_tokens(fit.messages, tools)
-    if fit.tokens <= budget or not old:
+        fit.tokens = estimate_tokens(fit.messages, tools)
+        if fit.tokens <= budget:
+            return fit
+    if not old:
         return fit
     drop = 0
     while drop < len(old) and fit.tokens > budget:
