@@ -32,6 +32,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         pools_file=ns.pools,
         replicas=ns.replicas,
         sim_extra=extra,
+        serve_model=ns.serve_model,
     )
 
 
@@ -95,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulator time scale: 1 is a real GPU's pace, 0.01 is 100x faster (default 1)",
     )
     run.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")
+    run.add_argument(
+        "--serve-model",
+        metavar="MODEL",
+        help="start `vllm serve MODEL` (GPU, the vllm extra) as the pool, stopped with the run",
+    )
     run.add_argument("--replicas", type=int, default=2, help="simulated replicas (default 2)")
     run.add_argument("--fail-503-rate", type=float, default=0.0, help="simulator: 503 rate")
     run.add_argument("--hang-rate", type=float, default=0.0, help="simulator: hung requests")

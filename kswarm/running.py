@@ -9,17 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import WorkflowHandle
 
 from kswarm import looping
+from kswarm.devserver import free_port
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
+from kswarm.llm import vllm
 from kswarm.llm.pools import load_pools_file
 from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
@@ -130,9 +137,28 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]Result[/bold] {preview[:400]}{'...' if len(preview) > 400 else ''}")
 
 
+@contextlib.asynccontextmanager
+async def _served_pool(model: str) -> AsyncIterator[str]:
+    """A pools file whose pool ``default`` is a ``vllm serve MODEL`` run for this job."""
+    async with vllm.vllm_server(model, port=free_port()) as url:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pools.yaml"
+            pool = {"name": "default", "model": model, "replicas": [url]}
+            path.write_text(yaml.safe_dump({"pools": [pool]}))
+            yield str(path)
+
+
 async def _run(
-    job: SwarmJobManifest, *, as_json: bool, pools_file: str | None, sim: SimOptions
+    job: SwarmJobManifest,
+    *,
+    as_json: bool,
+    pools_file: str | None,
+    sim: SimOptions,
+    serve_model: str | None = None,
 ) -> int:
+    if serve_model is not None:
+        async with _served_pool(serve_model) as served:
+            return await _run(job, as_json=as_json, pools_file=served, sim=sim)
     console = Console(stderr=as_json)
     if pools_file is None:
         console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
@@ -170,22 +196,30 @@ def run_job(
     pools_file: str | None = None,
     replicas: int = 2,
     sim_extra: dict[str, Any] | None = None,
+    serve_model: str | None = None,
 ) -> int:
     err = Console(stderr=True)
     try:
+        if serve_model is not None:
+            if pools_file:
+                raise ConfigError("--serve-model and --pools: give one of them")
+            if not vllm.vllm_installed():
+                raise ConfigError(f"--serve-model needs vLLM: {vllm.INSTALL_HINT}")
         job = load_job(path, mode=mode, pools_file=pools_file)
         if time_scale is not None and not 0 < time_scale <= 100:
             raise SpecError(
                 "--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}"
             )
     except (SpecError, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID
     sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0, extra=sim_extra or {})
     try:
-        return looping.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
+        return looping.run(
+            _run(job, as_json=as_json, pools_file=pools_file, sim=sim, serve_model=serve_model)
+        )
     except (LedgerUnavailable, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID
     except KeyboardInterrupt:
         err.print("cancelled")
