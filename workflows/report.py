@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kswarm.ledger import JobCounters
-from kswarm.tools.control import ANSWER, CONTROL_TOOLS
+from kswarm.tools.control import STEERING_TOOLS
 from kswarm.workflows.inputs import StageSummary, SwarmJobResult
 
 __all__ = ["build_report", "stage_dicts"]
@@ -28,9 +28,7 @@ def stage_dicts(stages: list[StageSummary]) -> list[dict[str, Any]]:
 
 
 def build_report(result: SwarmJobResult, counters: JobCounters) -> dict[str, Any]:
-    control = sum(
-        n for tool, n in counters.by_tool.items() if tool in CONTROL_TOOLS or tool == ANSWER
-    )
+    control = sum(n for tool, n in counters.by_tool.items() if tool in STEERING_TOOLS)
     return {
         "name": result.name,
         "uid": result.uid,

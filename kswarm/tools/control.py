@@ -16,6 +16,7 @@ __all__ = [
     "CREATE_SUBAGENT",
     "FINISH",
     "SPAWN_SUBAGENTS",
+    "STEERING_TOOLS",
     "answer_spec",
     "control_specs",
     "system_prompt",
@@ -29,6 +30,8 @@ CONTROL_TOOLS = (SPAWN_SUBAGENTS, CREATE_SUBAGENT, ASSIGN_TASK, FINISH)
 ANSWER = "answer"
 """How a sub-agent (or the single agent) ends when its pool has ``toolChoice: required`` and
 every step must be a tool call; with ``auto`` it ends by answering in text."""
+STEERING_TOOLS = (*CONTROL_TOOLS, ANSWER)
+"""Calls that steer agents rather than use a tool: reports leave them out of ``toolCalls``."""
 
 _SPECS: dict[str, dict[str, Any]] = {
     SPAWN_SUBAGENTS: {

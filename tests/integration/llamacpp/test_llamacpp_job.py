@@ -21,6 +21,7 @@ import yaml
 from llamacpp_support import server_counter
 
 from kswarm.ledger import Ledger
+from kswarm.tools.control import STEERING_TOOLS
 
 JOB = {
     "apiVersion": "kswarm.dev/v1alpha1",
@@ -99,7 +100,7 @@ async def test_a_small_job_on_a_real_model_ends_with_a_reason_and_a_complete_led
         (t.tool, t.status) for t in tools
     ]
     assert all(t.error for t in tools if t.status == "refused")
-    ran = [t for t in tools if t.tool not in ("spawn_subagents", "finish", "answer")]
+    ran = [t for t in tools if t.tool not in STEERING_TOOLS]
     assert report["toolCalls"]["total"] == len(ran)
     # Every sub-agent ended, with a status, and the report counts them.
     subagents = [a for a in agents if a.role == "subagent"]
