@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import importlib.resources
+import os
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -132,13 +133,24 @@ def start_server(settings: LlamaCppSettings) -> Any:
 
 def serve(settings: LlamaCppSettings) -> None:
     """Serve in the foreground until SIGINT or SIGTERM (``kswarm llamacpp``)."""
+    server = start_server(settings)
+    # After the start: llama.cpp's server installs handlers of its own for these signals.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server = start_server(settings)
     print(f"llama.cpp serving on http://{settings.host}:{settings.port}", flush=True)
-    stop.wait()
+    while not stop.wait(0.5):
+        pass
+    _exit_leaving(server)
+
+
+def _exit_leaving(server: Any) -> NoReturn:
+    """End the process with ``server`` still alive: its destructor would wait for every client
+    to close its keep-alive connections (a worker's router never does), and nothing is left to
+    save."""
+    sys.stdout.flush()
     del server
+    os._exit(0)
 
 
 @contextlib.asynccontextmanager
