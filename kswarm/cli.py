@@ -1,7 +1,8 @@
 """The ``kswarm`` command: run a job on the embedded stack, or start one long-running part.
 
 kswarm run FILE [--json] [--mode swarm|single] [--time-scale X] [--tools TOOLS.yaml]
-kswarm worker | operator | sim | dashboard
+    [--serve-model MODEL]
+kswarm worker | operator | sim | llamacpp | dashboard
 kswarm db upgrade|downgrade|check|current|prune
 kswarm export JOB --format jsonl
 """
@@ -35,6 +36,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         replicas=ns.replicas,
         sim_extra=extra,
         tools_file=ns.tools,
+        serve_model=ns.serve_model,
     )
 
 
@@ -54,6 +56,18 @@ def _cmd_sim(ns: argparse.Namespace) -> int:
     from kswarm.sim.serving import run_sim_from_args
 
     run_sim_from_args(ns)
+    return 0
+
+
+def _cmd_llamacpp(ns: argparse.Namespace) -> int:
+    from kswarm.errors import ConfigError
+    from kswarm.llm import llamacpp
+
+    try:
+        llamacpp.serve(llamacpp.settings_from_args(ns))
+    except ConfigError as e:
+        print(f"kswarm llamacpp: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -95,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:FUNCTION",
         help="simulator: the scripted model's behaviour function (for tests and demos)",
     )
+    run.add_argument(
+        "--serve-model",
+        metavar="MODEL",
+        help="start `vllm serve MODEL` (GPU, the vllm extra) as the pool, stopped with the run",
+    )
     run.add_argument("--replicas", type=int, default=2, help="simulated replicas (default 2)")
     run.add_argument("--fail-503-rate", type=float, default=0.0, help="simulator: 503 rate")
     run.add_argument("--hang-rate", type=float, default=0.0, help="simulator: hung requests")
@@ -115,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(sim)
     sim.set_defaults(func=_cmd_sim)
+
+    llamacpp = sub.add_parser("llamacpp", help="a real llama.cpp model server (CPU)")
+    from kswarm.llm.llamacpp import add_llamacpp_arguments
+
+    add_llamacpp_arguments(llamacpp)
+    llamacpp.set_defaults(func=_cmd_llamacpp)
 
     from kswarm import approving
     from kswarm.ledger import commands as ledger_commands

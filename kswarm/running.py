@@ -9,18 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import WorkflowHandle
 
 from kswarm import looping
 from kswarm.config import kswarm_home
+from kswarm.devserver import free_port
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError, ToolServerUnavailable
+from kswarm.llm import vllm
 from kswarm.llm.pools import load_pools_file
 from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
@@ -118,6 +125,12 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     t.add_row("model calls", str(report["llmCalls"]))
     t.add_row("tokens", f"{report['tokens']['input']} in, {report['tokens']['output']} out")
     t.add_row("wall time", f"{report['wallSeconds']:.2f} s")
+    context = report.get("context") or {}
+    if context.get("masked") or context.get("dropped"):
+        t.add_row(
+            "context management",
+            f"{context['masked']} tool results masked, {context['dropped']} messages dropped",
+        )
     if report["modelSeconds"]:
         t.add_row("model time on the critical path", f"{report['modelSeconds']:.2f} s")
     if report["quality"] is not None:
@@ -146,6 +159,7 @@ async def _run_with_tools(
     as_json: bool,
     pools_file: str | None,
     sim: SimOptions,
+    serve_model: str | None = None,
 ) -> int:
     """Start the tool servers of ``--tools``, check the job's tool names against what they
     list, run the job, stop the servers."""
@@ -161,10 +175,28 @@ async def _run_with_tools(
                 except SpecError as e:
                     err.print(f"[red]error:[/red] {e}", highlight=False)
                     return EXIT_INVALID
-                return await _run(job, as_json=as_json, pools_file=pools_file, sim=sim, tools=tools)
+                return await _run(
+                    job,
+                    as_json=as_json,
+                    pools_file=pools_file,
+                    sim=sim,
+                    tools=tools,
+                    serve_model=serve_model,
+                )
         except ToolServerUnavailable as e:
             err.print(f"[red]error:[/red] {e} (its standard error: {log_path})", highlight=False)
             return EXIT_INVALID
+
+
+@contextlib.asynccontextmanager
+async def _served_pool(model: str) -> AsyncIterator[str]:
+    """A pools file whose pool ``default`` is a ``vllm serve MODEL`` run for this job."""
+    async with vllm.vllm_server(model, port=free_port()) as url:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pools.yaml"
+            pool = {"name": "default", "model": model, "replicas": [url]}
+            path.write_text(yaml.safe_dump({"pools": [pool]}))
+            yield str(path)
 
 
 async def _run(
@@ -174,7 +206,11 @@ async def _run(
     pools_file: str | None,
     sim: SimOptions,
     tools: ToolRegistry | None = None,
+    serve_model: str | None = None,
 ) -> int:
+    if serve_model is not None:
+        async with _served_pool(serve_model) as served:
+            return await _run(job, as_json=as_json, pools_file=served, sim=sim, tools=tools)
     console = Console(stderr=as_json)
     if pools_file is None:
         console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
@@ -213,10 +249,16 @@ def run_job(
     replicas: int = 2,
     sim_extra: dict[str, Any] | None = None,
     tools_file: str | None = None,
+    serve_model: str | None = None,
 ) -> int:
     err = Console(stderr=True)
     servers: list[ToolServerConfig] = []
     try:
+        if serve_model is not None:
+            if pools_file:
+                raise ConfigError("--serve-model and --pools: give one of them")
+            if not vllm.vllm_installed():
+                raise ConfigError(f"--serve-model needs vLLM: {vllm.INSTALL_HINT}")
         if tools_file:
             servers = load_tools_file(tools_file)
         job = load_job(path, mode=mode, pools_file=pools_file, check_tools=not tools_file)
@@ -225,19 +267,27 @@ def run_job(
                 "--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}"
             )
     except (SpecError, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID
     sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0, extra=sim_extra or {})
     try:
         if tools_file:
             return looping.run(
                 _run_with_tools(
-                    path, job, servers=servers, as_json=as_json, pools_file=pools_file, sim=sim
+                    path,
+                    job,
+                    servers=servers,
+                    as_json=as_json,
+                    pools_file=pools_file,
+                    sim=sim,
+                    serve_model=serve_model,
                 )
             )
-        return looping.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
+        return looping.run(
+            _run(job, as_json=as_json, pools_file=pools_file, sim=sim, serve_model=serve_model)
+        )
     except (LedgerUnavailable, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID
     except KeyboardInterrupt:
         err.print("cancelled")

@@ -33,6 +33,7 @@ __all__ = [
     "API_VERSION",
     "KIND",
     "MAX_SUBAGENTS",
+    "ContextSpec",
     "EvaluationSpec",
     "Limits",
     "Mode",
@@ -121,6 +122,21 @@ class Limits:
     """Input plus output tokens the whole job may spend."""
     deadline_seconds: int | None = None
     """Wall-clock seconds from start until the job ends with DeadlineExceeded."""
+    max_tool_errors: int = 8
+    """Refused tool calls one agent may make; the next ends it with ToolErrorBudgetExceeded."""
+    max_repeated_calls: int = 3
+    """Steps in a row with the same calls and arguments before an agent ends with
+    RepeatedToolCall."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextSpec:
+    enabled: bool = True
+    """Manage each agent's context (mask old tool results, then drop the oldest steps)."""
+    threshold: float = 0.8
+    """Share of the pool's context window a prompt may fill before it is cut."""
+    keep_steps: int = 2
+    """Latest steps whose tool results are never masked nor dropped."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +166,7 @@ class SwarmJobSpec:
     """How to score the answer; ``None``: the job has no ``quality``."""
     limits: Limits = field(default_factory=Limits)
     retry: RetrySpec = field(default_factory=RetrySpec)
+    context: ContextSpec = field(default_factory=ContextSpec)
 
     @property
     def subagent_tools(self) -> tuple[str, ...]:

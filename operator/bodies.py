@@ -101,6 +101,10 @@ class ModelPoolSpec(TypedDict, total=False):
     stream: bool
     router: str
     apiKeySecret: ApiKeySecretRef
+    toolChoice: str
+    contextWindow: int
+    toolCallsInContent: bool
+    maxOutputTokens: int
 
 
 class ModelPoolStatus(TypedDict, total=False):

@@ -17,6 +17,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kswarm.llm import vllm
+from kswarm.llm.vllm import tool_call_parser
 from kswarm.operator.bodies import ModelPool, ModelPoolSpec, OwnerReference, PoolMode
 
 __all__ = [
@@ -39,21 +41,6 @@ LABEL_POOL = "kswarm.dev/modelpool"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kswarm-operator"
 
-# Model-name fragment -> vLLM --tool-call-parser; the first match wins.
-_PARSERS: tuple[tuple[str, str], ...] = (
-    ("qwen3-coder", "qwen3_coder"),
-    ("qwen", "hermes"),
-    ("hermes", "hermes"),
-    ("kimi-k2", "kimi_k2"),
-    ("deepseek-v3", "deepseek_v3"),
-    ("llama-4", "llama4_pythonic"),
-    ("llama", "llama3_json"),
-    ("mistral", "mistral"),
-    ("granite", "granite"),
-    ("gpt-oss", "openai"),
-)
-DEFAULT_PARSER = "hermes"
-
 
 def pool_mode(spec: Mapping[str, Any]) -> PoolMode:
     """``managed`` (spec.replicas), ``simulator`` or ``endpoint``, as the CRD's rules allow."""
@@ -67,11 +54,6 @@ def pool_mode(spec: Mapping[str, Any]) -> PoolMode:
 def autoscaled(spec: Mapping[str, Any]) -> bool:
     """A managed pool with ``spec.autoscaling``: an autoscaler, not the operator, sizes it."""
     return pool_mode(spec) == "managed" and isinstance(spec.get("autoscaling"), Mapping)
-
-
-def tool_call_parser(model: str) -> str:
-    lowered = model.lower()
-    return next((p for frag, p in _PARSERS if frag in lowered), DEFAULT_PARSER)
 
 
 def _short(text: str, limit: int = 63) -> str:
@@ -128,16 +110,11 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 def _vllm_container(spec: ModelPoolSpec) -> dict[str, Any]:
     model = str(spec["model"])
     extra: Sequence[str] = list(spec.get("vllmArgs") or [])
-    args = ["--host", "0.0.0.0", "--port", str(PORT), "--enable-prefix-caching"]
-    if not any(a.startswith("--enable-auto-tool-choice") for a in extra):
-        args.append("--enable-auto-tool-choice")
-    if not any(a.startswith("--tool-call-parser") for a in extra):
-        args += ["--tool-call-parser", tool_call_parser(model)]
     container: dict[str, Any] = {
         "name": "vllm",
         "image": spec.get("image") or "vllm/vllm-openai:latest",
         "command": ["vllm", "serve", model],
-        "args": [*args, *extra],
+        "args": vllm.serve_arguments(model, host="0.0.0.0", port=PORT, extra=extra),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": dict(spec.get("resources") or {"limits": {"nvidia.com/gpu": 1}}),
         # Loading weights can take many minutes: the startup probe allows 30 of them before

@@ -8,7 +8,9 @@ operator writes it (see ``workerpools``). Each ModelPool becomes one entry named
 
 * ``replicas``: the Service URL of a managed or simulator pool (``deployments.service_url``),
   the base URL of ``spec.endpoint`` (without ``/v1``) for an endpoint pool;
-* ``model``, ``maxConcurrency``, ``rateLimit``, ``router`` and ``stream`` from the spec;
+* ``model``, ``maxConcurrency``, ``rateLimit``, ``router``, ``stream`` and the options for
+  real servers (``toolChoice``, ``contextWindow``, ``toolCallsInContent``,
+  ``maxOutputTokens``) from the spec;
 * ``apiKeyFile`` for a pool with ``spec.apiKeySecret``: where the workers find its key, the
   file ``NAMESPACE.NAME`` (:func:`key_name`; a namespace has no ``.``, so the split is
   unambiguous) of the pool-keys Secret they mount, whose data :attr:`PoolsDocument.keys` holds.
@@ -114,6 +116,14 @@ def model_pool_entry(pool: ModelPool) -> dict[str, Any]:
     }
     if "stream" in spec:
         entry["stream"] = spec["stream"]
+    if "toolChoice" in spec:
+        entry["toolChoice"] = spec["toolChoice"]
+    if "contextWindow" in spec:
+        entry["contextWindow"] = spec["contextWindow"]
+    if "toolCallsInContent" in spec:
+        entry["toolCallsInContent"] = spec["toolCallsInContent"]
+    if "maxOutputTokens" in spec:
+        entry["maxOutputTokens"] = spec["maxOutputTokens"]
     rate = spec.get("rateLimit")
     if isinstance(rate, Mapping) and rate.get("requestsPerSecond") is not None:
         entry["rateLimit"] = {"requestsPerSecond": rate["requestsPerSecond"]}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+from typing import Any
 
 from temporalio import activity
 
@@ -79,14 +81,12 @@ class BookkeepingActivities(ActivityResources):
     @activity.defn(name="finish_agent")
     async def finish_agent(self, result: AgentResult) -> None:
         history = await self.ledger.get_messages(result.agent_id)
-        answer = next(
-            (
-                str(m.get("content") or "")
-                for m in reversed(history)
-                if m.get("role") == "assistant"
-            ),
-            "",
+        last: dict[str, Any] = next(
+            (m for m in reversed(history) if m.get("role") == "assistant"), {}
         )
+        answer = answer_call(last)
+        if answer is None:
+            answer = str(last.get("content") or "")
         await self.ledger.update_agent(
             result.agent_id,
             status=result.status,
@@ -134,6 +134,7 @@ class BookkeepingActivities(ActivityResources):
                     "succeeded": out.subagents_succeeded,
                     "failed": out.subagents_failed,
                 },
+                "context": {"masked": out.context_masked, "dropped": out.context_dropped},
             },
         )
         await asyncio.gather(*(self._record_stage(out.uid, st) for st in out.stages))
@@ -144,11 +145,27 @@ class BookkeepingActivities(ActivityResources):
         return answer[:RESULT_PREVIEW_CHARS], quality
 
     async def _final_answer(self, agent_id: str) -> str:
+        # The orchestrator's answer is its finish call's; a single agent's, its answer call's.
         for call in reversed(await self.ledger.get_tool_calls(agent_id)):
-            if call.tool == ctl.FINISH and isinstance(call.arguments, dict):
+            if call.tool in (ctl.FINISH, ctl.ANSWER) and isinstance(call.arguments, dict):
                 return str(call.arguments.get("answer", ""))
         history = await self.ledger.get_messages(agent_id)
         for m in reversed(history):
             if m.get("role") == "assistant" and not m.get("tool_calls"):
                 return str(m.get("content") or "")
         return ""
+
+
+def answer_call(message: dict[str, Any]) -> str | None:
+    """The answer an assistant message gives through an ``answer`` (or ``finish``) call, the
+    way agents end when their pool has ``toolChoice: required``; ``None`` when it makes none."""
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and function.get("name") in (ctl.ANSWER, ctl.FINISH):
+            try:
+                args = json.loads(function.get("arguments") or "{}")
+            except ValueError:
+                continue
+            if isinstance(args, dict) and "answer" in args:
+                return str(args["answer"])
+    return None

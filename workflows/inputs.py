@@ -89,6 +89,10 @@ class SwarmJobResult:
     quality: float | None
     result: str
     """The final answer, truncated; the whole answer is in the ledger."""
+    context_masked: int = 0
+    """Tool results context management masked in prompts, all agents together."""
+    context_dropped: int = 0
+    """Messages context management dropped from prompts, all agents together."""
 
 
 @dataclass
@@ -106,6 +110,8 @@ class JobStatus:
     subagents_failed: int = 0
     orchestrator_steps: int = 0
     stages: list[StageSummary] = field(default_factory=list)
+    context_masked: int = 0
+    context_dropped: int = 0
 
 
 @dataclass
@@ -168,6 +174,13 @@ class ModelStepResult:
     latency_seconds: float
     budget_exhausted: str | None = None
     """``maxToolCalls`` or ``maxTokens`` when a job budget ran out during this step."""
+    stop_reason: str | None = None
+    """Why the agent must end now (``RepeatedToolCall: ...``, ``ToolErrorBudgetExceeded:
+    ...``); ``final`` is then true too."""
+    context_masked: int = 0
+    """Tool results context management masked in this step's prompt."""
+    context_dropped: int = 0
+    """Messages of old steps context management left out of this step's prompt."""
     refusal: str | None = None
     """The model declined the task (the OpenAI ``refusal`` field): the agent ends Failed."""
 
@@ -228,6 +241,10 @@ class AgentResult:
     model_seconds: float
     budget_exhausted: str | None = None
     error: str | None = None
+    context_masked: int = 0
+    """Tool results context management masked, over all of the agent's steps."""
+    context_dropped: int = 0
+    """Messages context management dropped, over all of the agent's steps."""
 
 
 @dataclass

@@ -123,8 +123,18 @@ async def classify_calls(
                         spawn(i, str(t.get("name", "")), str(t.get("task", "")), None)
                     row["kind"] = "spawn"
             continue
+        if name == ctl.ANSWER and inp.role != "orchestrator":
+            if not isinstance(args, dict) or not isinstance(args.get("answer"), str):
+                row.update(status="refused", error="answer: arguments must be {answer: string}")
+            else:
+                row.update(status="succeeded", result={"answered": True}, kind="finish")
+                final = True
+            continue
         if name not in tools.tools:
-            row.update(status="refused", error=f"unknown tool {name!r}")
+            known = (
+                ", ".join(sorted(set(tools.expand(inp.tools)) - set(ctl.CONTROL_TOOLS))) or "none"
+            )
+            row.update(status="refused", error=f"unknown tool {name!r}; your tools: {known}")
             continue
         if not allowed_by(inp.tools, name):
             row.update(status="refused", error=f"tool {name!r} is not in the job's allow-list")

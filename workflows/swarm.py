@@ -257,6 +257,10 @@ class SubagentWorkflow:
                 )
                 self._steps = result.steps = step
                 result.model_seconds += r.model_seconds
+                result.context_masked += r.context_masked
+                result.context_dropped += r.context_dropped
+                if r.stop_reason:
+                    result.error = r.stop_reason
                 result.tool_calls += sum(1 for t in r.tool_calls if t.kind in ("tool", "refused"))
                 if r.budget_exhausted == "maxTokens":
                     result.budget_exhausted = r.budget_exhausted
@@ -271,7 +275,7 @@ class SubagentWorkflow:
                 if r.budget_exhausted:
                     result.budget_exhausted = r.budget_exhausted
                     final_turn = True
-            result.status = "Succeeded"
+            result.status = "Failed" if result.error else "Succeeded"
         except (asyncio.CancelledError, ActivityError) as e:
             if not is_cancelled_exception(e):
                 result.status, result.error = "Failed", str(getattr(e, "cause", None) or e)
@@ -389,6 +393,8 @@ class SwarmWorkflow:
             wall_seconds=wall,
             quality=None,
             result="",
+            context_masked=s.context_masked,
+            context_dropped=s.context_dropped,
         )
         preview, quality = await _ledger(
             SwarmActivities.finish_job, FinishJobInput(outcome=outcome, final_agent_id=agent_id)
@@ -433,6 +439,10 @@ class SwarmWorkflow:
             )
             s.stages.append(stage)
             s.critical_steps += 1
+            s.context_masked += r.context_masked
+            s.context_dropped += r.context_dropped
+            if r.stop_reason:
+                self._reason = r.stop_reason
             self._budget = self._budget or r.budget_exhausted
             if r.refusal:
                 self._reason = f"ModelRefused: {r.refusal}"
@@ -501,6 +511,8 @@ class SwarmWorkflow:
         results = await asyncio.gather(*(run_child(ref.agent_id) for ref in r.spawns))
         for res in results:
             s.total_steps += res.steps
+            s.context_masked += res.context_masked
+            s.context_dropped += res.context_dropped
             if res.status == "Succeeded":
                 s.subagents_succeeded += 1
             else:

@@ -48,6 +48,10 @@ class ChatRequest:
     prefix_key: str | None = None
     """Routing key: calls sharing a long prompt prefix should share it. For swarms use
     ``"<job>/<agent>"``: the job's prefix is cached on two replicas, each agent sticks to one."""
+    check_arguments: bool = True
+    """Fail the call (:class:`MalformedResponse`, retried) when a tool call's arguments are not
+    a JSON object; ``False`` returns them as the model wrote them, for a caller that answers
+    the model with a tool error instead (the agent loops do)."""
     replica_hint: str | None = None
     """Base URL of the replica that answered this conversation's previous call, whose prefix
     cache holds the conversation so far. ``prefix-affinity`` keeps the call there while that
@@ -190,8 +194,8 @@ def _extra(completion: Completion, data: dict[str, Any]) -> None:
         completion.model_seconds = float(extra["model_seconds"])
 
 
-def parse_completion(raw: str) -> Completion:
-    """Read a non-streaming ``chat.completion`` body."""
+def parse_completion(raw: str, *, check_arguments: bool = True) -> Completion:
+    """Read a non-streaming ``chat.completion`` body (see ``ChatRequest.check_arguments``)."""
     try:
         data = json.loads(raw)
         choice = data["choices"][0]
@@ -208,7 +212,8 @@ def parse_completion(raw: str) -> Completion:
     )
     _usage(completion, data.get("usage"))
     _extra(completion, data)
-    check_tool_arguments(message)
+    if check_arguments:
+        check_tool_arguments(message)
     return completion
 
 
@@ -295,8 +300,9 @@ class StreamAssembler:
                 self._arguments.setdefault(index, []).append(function["arguments"])
         return produced
 
-    def result(self) -> Completion:
-        """The assembled answer; tool-call arguments are checked to be JSON objects."""
+    def result(self, *, check_arguments: bool = True) -> Completion:
+        """The assembled answer; tool-call arguments are checked to be JSON objects unless
+        ``check_arguments`` is false."""
         message: dict[str, Any] = {
             "role": self._role,
             "content": "".join(self._content) if self._content else None,
@@ -313,5 +319,6 @@ class StreamAssembler:
         if calls:
             message["tool_calls"] = calls
         self.completion.message = message
-        check_tool_arguments(message)
+        if check_arguments:
+            check_tool_arguments(message)
         return self.completion

@@ -44,7 +44,7 @@ from kswarm.ledger import JobCounters, Ledger
 from kswarm.llm.pools import PoolConfig, pool_entry
 from kswarm.sim.config import SimConfig
 from kswarm.sim.serving import SimReplica, start_replicas, stop_replicas
-from kswarm.tools.control import CONTROL_TOOLS
+from kswarm.tools.control import STEERING_TOOLS
 from kswarm.workflows.pool_workers import PoolWorkers
 from kswarm.workflows.worker import serve
 
@@ -492,7 +492,7 @@ def events(cp: Any, name: str, namespace: str) -> list[dict[str, Any]]:
 def assert_status_matches_ledger(status: dict[str, Any], swarm: SwarmBackend, uid: str) -> None:
     counters = swarm.counters(uid)
     job = swarm.job(uid)
-    control = sum(n for tool, n in counters.by_tool.items() if tool in CONTROL_TOOLS)
+    control = sum(n for tool, n in counters.by_tool.items() if tool in STEERING_TOOLS)
     assert status["toolCalls"] == {
         "total": counters.tool_calls_total - control,
         "failed": counters.tool_calls_failed + counters.tool_calls_refused,

@@ -94,6 +94,28 @@ def test_an_endpoint_pool_is_served_at_the_base_url_of_its_endpoint(
     assert entry["replicas"] == [base]
 
 
+def test_an_endpoint_pool_passes_the_options_for_real_servers_to_the_workers() -> None:
+    entry = model_pool_entry(
+        modelpool(
+            "ns",
+            "llama",
+            endpoint="http://llama.ns.svc:8080",
+            toolChoice="required",
+            contextWindow=2048,
+            toolCallsInContent=True,
+            maxOutputTokens=48,
+        )
+    )
+    (pool,) = load_pools({"pools": [entry]})
+    assert (pool.tool_choice, pool.context_window) == ("required", 2048)
+    assert (pool.tool_calls_in_content, pool.max_output_tokens) == (True, 48)
+
+
+def test_a_bad_option_for_real_servers_leaves_the_pool_out_naming_the_field() -> None:
+    with pytest.raises(PoolLeftOut, match=r"spec\.toolChoice: must be one of auto, required"):
+        model_pool_entry(modelpool("ns", "llama", endpoint="http://h:1", toolChoice="any"))
+
+
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
