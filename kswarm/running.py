@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import uuid
 from typing import Any
 
@@ -21,6 +23,7 @@ from kswarm import looping
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
 from kswarm.llm.pools import load_pools_file
+from kswarm.rollouts import answer_keys, scorers
 from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
 from kswarm.workflows import JobStatus, SwarmJobInput, SwarmWorkflow
@@ -38,6 +41,10 @@ def load_job(path: str, *, mode: str | None, pools_file: str | None) -> SwarmJob
     if pools_file:
         pools = list(load_pools_file(pools_file).names)
     job = parse_manifest(manifest, known_tools=demo_tools().names(), known_pools=pools)
+    spec = answer_keys.inline_answer_key(job.spec, base_dir=os.path.dirname(path) or ".")
+    if spec.evaluation is not None and spec.evaluation.function:
+        scorers.load_user_scorer(spec.evaluation.function)  # refuse a scorer that cannot load
+    job = dataclasses.replace(job, spec=spec)
     if mode:
         job = SwarmJobManifest(
             name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec.with_mode(mode)

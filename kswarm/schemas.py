@@ -96,6 +96,12 @@ CEL_RULES: dict[str, Rule] = {
         or "maximumIntervalSeconds" not in v
         or v["maximumIntervalSeconds"] >= v["initialIntervalSeconds"]
     ),
+    "self.scorer != 'user' || has(self.function)": lambda v: (
+        v.get("scorer") != "user" or "function" in v
+    ),
+    "!(self.scorer in ['item-f1', 'exact-match']) || has(self.answerKey)": lambda v: (
+        v.get("scorer") not in ("item-f1", "exact-match") or "answerKey" in v
+    ),
 }
 """The Python twin of each CEL rule of the CRDs, keyed by the rule's text."""
 

@@ -33,6 +33,8 @@ __all__ = [
     "API_VERSION",
     "KIND",
     "MAX_SUBAGENTS",
+    "AnswerKey",
+    "ConfigMapKeyRef",
     "EvaluationSpec",
     "Limits",
     "Mode",
@@ -71,6 +73,12 @@ class Profile(StrEnum):
 class Scorer(StrEnum):
     CORPUS_ITEM_F1 = "corpus-item-f1"
     """Item-level F1 of a demo-world research task against the fictional corpus."""
+    ITEM_F1 = "item-f1"
+    """Item-level F1 of the answer's JSON rows over the answer key's (entity, attribute) cells."""
+    EXACT_MATCH = "exact-match"
+    """1 when the answer equals the answer key's text, else 0."""
+    USER = "user"
+    """The function named in ``EvaluationSpec.function``."""
 
 
 MODES = tuple(Mode)
@@ -108,9 +116,36 @@ class SubagentSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConfigMapKeyRef:
+    name: str
+    """Name of a ConfigMap of the job's namespace."""
+    key: str
+    """Key inside its data."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerKey:
+    rows: tuple[dict[str, Any], ...] = ()
+    """Expected table: one object per item, with ``entity`` and one field per attribute."""
+    text: str | None = None
+    """Expected answer text (exact match)."""
+    file: str | None = None
+    """A JSON or YAML file with ``rows`` or ``text``; ``kswarm run`` reads it (relative to the
+    manifest) and inlines it before the job starts."""
+    config_map: ConfigMapKeyRef | None = None
+    """A ConfigMap key holding the key as the file would."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluationSpec:
     scorer: Scorer
     """How the job's answer is scored; the score is the job's ``quality``."""
+    function: str | None = None
+    """The user scorer as ``module:function`` (scorer ``user``)."""
+    success_threshold: float | None = None
+    """Quality a succeeded job must reach to count as a success; ``None``: succeeding is enough."""
+    answer_key: AnswerKey | None = None
+    """The expected answer (scorers ``item-f1`` and ``exact-match``; passed to a user scorer)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +156,8 @@ class Limits:
     """Input plus output tokens the whole job may spend."""
     deadline_seconds: int | None = None
     """Wall-clock seconds from start until the job ends with DeadlineExceeded."""
+    max_critical_steps: int | None = None
+    """Critical steps the job may take before it ends with BudgetExceeded."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +199,7 @@ class SwarmJobSpec:
 
     def to_manifest_spec(self) -> dict[str, Any]:
         """The camelCase ``spec`` object of a manifest (inverse of :func:`parse_manifest`)."""
-        spec: dict[str, Any] = _camelize(dataclasses.asdict(self))
+        spec: dict[str, Any] = _camelize(self)
         return spec
 
 
@@ -331,8 +368,16 @@ def _camel(name: str) -> str:
 
 
 def _camelize(v: Any) -> Any:
+    """The manifest form of a spec value: field names camelCased, ``None`` left out; the
+    content of free-form objects (answer key rows) is kept as written."""
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {
+            _camel(f.name): _camelize(getattr(v, f.name))
+            for f in dataclasses.fields(v)
+            if getattr(v, f.name) is not None
+        }
     if isinstance(v, dict):
-        return {_camel(k): _camelize(x) for k, x in v.items() if x is not None}
+        return dict(v)
     if isinstance(v, list | tuple):
         return [_camelize(x) for x in v]
     if isinstance(v, StrEnum):
