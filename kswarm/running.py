@@ -32,6 +32,10 @@ from kswarm.workflows.report import build_report
 __all__ = ["load_job", "run_job"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+SIMULATED_POOL_NOTE = (
+    "note: the default pool is kswarm's simulator (a scripted model over a fictional corpus), "
+    "not a real model; use --pools FILE for real model servers"
+)
 
 
 def load_job(path: str, *, mode: str | None, pools_file: str | None) -> SwarmJobManifest:
@@ -131,6 +135,8 @@ async def _run(
     job: SwarmJobManifest, *, as_json: bool, pools_file: str | None, sim: SimOptions
 ) -> int:
     console = Console(stderr=as_json)
+    if pools_file is None:
+        console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
     async with embedded_stack(pools_file=pools_file, sim=sim) as stack:
         inp = SwarmJobInput(name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec)
         handle = await stack.client.start_workflow(

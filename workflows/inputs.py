@@ -164,6 +164,8 @@ class ModelStepResult:
     latency_seconds: float
     budget_exhausted: str | None = None
     """``maxToolCalls`` or ``maxTokens`` when a job budget ran out during this step."""
+    refusal: str | None = None
+    """The model declined the task (the OpenAI ``refusal`` field): the agent ends Failed."""
 
 
 @dataclass

@@ -59,6 +59,7 @@ class ModelStepActivities(ActivityResources):
             assistant, usage = await self._call_model(inp, pool, model, history + new_messages)
             new_messages.append(assistant)
         rows, spawns, final = await classify_calls(self.ledger, self.tools, inp, assistant)
+        refusal = assistant.get("refusal") or None
         stored, total_tokens = await self.ledger.record_model_step(
             job_uid=inp.job_uid,
             agent_id=inp.agent_id,
@@ -98,6 +99,7 @@ class ModelStepActivities(ActivityResources):
             model_seconds=usage[2],
             latency_seconds=usage[3],
             budget_exhausted=budget,
+            refusal=str(refusal) if refusal else None,
         )
 
     async def _call_model(

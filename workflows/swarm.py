@@ -167,6 +167,10 @@ class SubagentWorkflow:
                 if r.budget_exhausted == "maxTokens":
                     result.budget_exhausted = r.budget_exhausted
                     break
+                if r.refusal:
+                    result.status, result.error = "Failed", f"ModelRefused: {r.refusal}"
+                    await _ledger(SwarmActivities.finish_agent, result)
+                    return result
                 if r.final:
                     break
                 await _run_tools(inp.job_uid, inp.agent_id, r, inp.retry)
@@ -327,6 +331,9 @@ class SwarmWorkflow:
             s.stages.append(stage)
             s.critical_steps += 1
             self._budget = self._budget or r.budget_exhausted
+            if r.refusal:
+                self._reason = f"ModelRefused: {r.refusal}"
+                return
             if self._budget == "maxTokens" or self._over_critical_steps(spec) or r.final:
                 return
             await asyncio.gather(

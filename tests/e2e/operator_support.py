@@ -44,7 +44,8 @@ from kswarm.llm.pools import PoolConfig, pool_entry
 from kswarm.sim.config import SimConfig
 from kswarm.sim.serving import SimReplica, start_replicas, stop_replicas
 from kswarm.tools.control import CONTROL_TOOLS
-from kswarm.workflows.worker import PoolWorkers, serve
+from kswarm.workflows.pool_workers import PoolWorkers
+from kswarm.workflows.worker import serve
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

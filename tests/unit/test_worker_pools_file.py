@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from kswarm.errors import ConfigError
-from kswarm.workflows.worker import PoolsFile
+from kswarm.workflows.pools_file import PoolsFile
 
-LOGGER = "kswarm.workflows.worker"
+LOGGER = "kswarm.workflows.pools_file"
 
 
 def write_document(path: Path, *pools: tuple[str, str | None]) -> None:

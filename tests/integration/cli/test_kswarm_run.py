@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kswarm.sim.scripted import UNKNOWN_TASK
+
 REPO = Path(__file__).resolve().parents[3]
 KSWARM = str(Path(sys.executable).parent / "kswarm")
 REPORT_KEYS = {
@@ -79,6 +81,36 @@ def test_a_job_that_fails_exits_1_with_its_reason(tmp_path: Path) -> None:
     done = kswarm(tmp_path, "run", job, "--json", "--time-scale", "0.005")
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["reason"].startswith("BudgetExceeded: spec.limits.maxToolCalls")
+
+
+FREE_TEXT = (
+    "Compare the GPU offerings of the three largest cloud providers and write a recommendation"
+)
+
+
+def test_a_free_text_task_on_the_simulated_pool_fails_saying_the_model_does_not_know_it(
+    tmp_path: Path,
+) -> None:
+    job = manifest(tmp_path, task=FREE_TEXT, evaluation=None)
+    done = kswarm(tmp_path, "run", job, "--json", "--time-scale", "0.005")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["phase"] == "Failed"
+    assert report["reason"] == f"ModelRefused: {UNKNOWN_TASK}"
+    assert report["quality"] is None and report["subagents"]["spawned"] == 0
+    # One line on stderr says the pool is simulated (stdout stays one JSON object).
+    assert "not a real model" in done.stderr
+
+
+def test_a_job_without_evaluation_has_no_quality(tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
+    del doc["spec"]["evaluation"]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    done = kswarm(tmp_path, "run", str(path), "--json", "--time-scale", "0.005")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["phase"] == "Succeeded" and report["quality"] is None
 
 
 def test_two_runs_at_once_do_not_collide(tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ from kswarm.spec import RetrySpec, parse_manifest
 from kswarm.telemetry import temporal_plugins
 from kswarm.workflows import SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.inputs import ModelStepInput, pool_task_queue
-from kswarm.workflows.worker import PoolWorkers, serve
+from kswarm.workflows.pool_workers import PoolWorkers
+from kswarm.workflows.worker import serve
 
 POLL = 0.2
 """The worker's KSWARM_POOLS_POLL_SECONDS in these tests."""

@@ -18,7 +18,7 @@ from llm_sim_support import FAST_RETRY, StartSim
 from kswarm.llm import BadRequest, ChatRequest, LLMClient
 from kswarm.llm.pools import PoolConfig, load_pools_file
 from kswarm.sim.serving import add_sim_arguments, sim_config_from_args
-from kswarm.workflows.worker import PoolsFile
+from kswarm.workflows.pools_file import PoolsFile
 
 KEY = "sk-test-0123456789"
 
