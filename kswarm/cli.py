@@ -1,6 +1,7 @@
 """The ``kswarm`` command: run a job on the embedded stack, or start one long-running part.
 
 kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
+kswarm rollout FILE --samples N --epoch e --epochs E [--json]
 kswarm worker | operator | sim | dashboard
 kswarm db upgrade|downgrade|check|current|prune
 kswarm export JOB --format jsonl
@@ -32,6 +33,23 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         pools_file=ns.pools,
         replicas=ns.replicas,
         sim_extra=extra,
+    )
+
+
+def _cmd_rollout(ns: argparse.Namespace) -> int:
+    from kswarm.sampling import run_rollout
+
+    return run_rollout(
+        ns.file,
+        samples=ns.samples,
+        epoch=ns.epoch,
+        epochs=ns.epochs,
+        lambda_start=ns.lambda_start,
+        lambda_end=ns.lambda_end,
+        as_json=ns.json,
+        time_scale=ns.time_scale,
+        pools_file=ns.pools,
+        replicas=ns.replicas,
     )
 
 
@@ -82,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-503-rate", type=float, default=0.0, help="simulator: 503 rate")
     run.add_argument("--hang-rate", type=float, default=0.0, help="simulator: hung requests")
     run.set_defaults(func=_cmd_run)
+
+    rollout = sub.add_parser("rollout", help="sample one SwarmJob N times and score the group")
+    rollout.add_argument("file", help="SwarmJob manifest (YAML) with spec.evaluation")
+    rollout.add_argument("--samples", type=int, default=8, help="samples in the group (default 8)")
+    rollout.add_argument("--epoch", type=int, default=0, help="training epoch, from 0")
+    rollout.add_argument("--epochs", type=int, default=1, help="epochs of the training run")
+    rollout.add_argument("--lambda-start", type=float, default=0.1, help="λ_aux at epoch 0")
+    rollout.add_argument("--lambda-end", type=float, default=0.0, help="λ_aux at the last epoch")
+    rollout.add_argument("--json", action="store_true", help="print the group as one JSON object")
+    rollout.add_argument("--time-scale", type=float, default=None, help="simulator time scale")
+    rollout.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")
+    rollout.add_argument("--replicas", type=int, default=2, help="simulated replicas (default 2)")
+    rollout.set_defaults(func=_cmd_rollout)
 
     worker = sub.add_parser("worker", help="Temporal worker for the job and pool task queues")
     worker.set_defaults(func=_cmd_worker)

@@ -41,6 +41,7 @@ from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import TASK_QUEUE
 from kswarm.workflows.pool_workers import PoolWorkers, pool_worker
 from kswarm.workflows.pools_file import PoolsFile, follow_pools_file
+from kswarm.workflows.rollout import RolloutWorkflow
 from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
 
 __all__ = ["build_workers", "job_worker", "main", "running_workers", "serve"]
@@ -76,13 +77,14 @@ def job_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SwarmWorkflow, SubagentWorkflow],
+        workflows=[SwarmWorkflow, SubagentWorkflow, RolloutWorkflow],
         activities=[
             activities.start_job,
             activities.finish_agent,
             activities.spawn_result,
             activities.finish_job,
             activities.run_tool,
+            activities.score_rollout,
         ],
         **settings,
     )
