@@ -4,7 +4,7 @@ kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
 kswarm rollout FILE --samples N --epoch e --epochs E [--json]
 kswarm worker | operator | sim | dashboard
 kswarm db upgrade|downgrade|check|current|prune
-kswarm export JOB --format jsonl
+kswarm export JOB|GROUP --format jsonl|atif
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -80,6 +81,14 @@ def _cmd_dashboard(ns: argparse.Namespace) -> int:
     return int(dashboard_main(ns.streamlit_args))
 
 
+def _exporters() -> dict[str, Any]:
+    """Export formats for trainers: ATIF trajectories with the known tools' definitions."""
+    from kswarm.rollouts.exporting import atif_exporter
+    from kswarm.sim import demo_tools
+
+    return {"atif": atif_exporter(demo_tools().openai_specs)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kswarm", description="Agent swarms on Kubernetes.")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
@@ -133,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kswarm.ledger import commands as ledger_commands
     from kswarm.telemetry import commands as telemetry_commands
 
-    ledger_commands.register(sub)
+    ledger_commands.register(sub, exporters=_exporters())
     telemetry_commands.register(sub)
     return p
 
