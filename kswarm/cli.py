@@ -55,9 +55,14 @@ def _cmd_rollout(ns: argparse.Namespace) -> int:
 
 
 def _cmd_worker(ns: argparse.Namespace) -> int:
+    from kswarm.errors import ConfigError, LedgerError
     from kswarm.workflows.worker import main as worker_main
 
-    worker_main()
+    try:
+        worker_main()
+    except (ConfigError, LedgerError) as e:  # nothing to serve with: say why, exit 2
+        print(f"kswarm worker: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -51,6 +51,10 @@ class LedgerError(KswarmError):
     """The ledger failed or holds something inconsistent."""
 
 
+class LedgerBehind(LedgerError):
+    """The ledger database is not at the schema revision this kswarm needs."""
+
+
 class LedgerUnavailable(LedgerError):
     """The ledger database cannot be reached. ``url`` never contains the password."""
 

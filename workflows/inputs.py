@@ -25,6 +25,8 @@ __all__ = [
     "SubagentInput",
     "SwarmJobInput",
     "SwarmJobResult",
+    "ToolBatchInput",
+    "ToolBatchResult",
     "ToolCallInput",
     "ToolCallRef",
     "ToolCallResult",
@@ -183,6 +185,21 @@ class ToolCallResult:
     status: str
     """``succeeded``, ``failed``, ``refused``."""
     deduplicated: bool = False
+
+
+@dataclass
+class ToolBatchInput:
+    """The short tool calls of one agent step, run together in one local activity."""
+
+    calls: list[ToolCallInput]
+    max_attempts: int = 3
+    """Attempts of a call whose tool fails with a retryable error, inside the batch."""
+    initial_interval_seconds: float = 0.1
+
+
+@dataclass
+class ToolBatchResult:
+    results: list[ToolCallResult]
 
 
 @dataclass

@@ -40,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         SubagentInput,
         SwarmJobInput,
         SwarmJobResult,
+        ToolBatchInput,
+        ToolBatchResult,
         ToolCallInput,
         ToolCallResult,
         pool_task_queue,
@@ -83,11 +85,18 @@ async def _model_step(inp: ModelStepInput) -> ModelStepResult:
     )
 
 
+TOOL_BATCHES = "tool-batches-v1"
+"""Patch id: a step's short tool calls run as one ``run_tools`` local activity (before it, one
+``run_tool`` local activity per call; histories of that shape still replay)."""
+
+
 async def _run_tools(
     job_uid: str, agent_id: str, step: ModelStepResult, retry: RetrySpec
 ) -> list[ToolCallResult]:
-    """Run a step's tool calls in parallel: short tools as local activities."""
-    calls = []
+    """Run a step's tool calls in parallel: the short ones together in one local activity, each
+    long one as its own regular activity."""
+    short: list[ToolCallInput] = []
+    calls: list[Awaitable[Any]] = []
     for ref in step.tool_calls:
         if ref.kind != "tool":
             continue
@@ -95,14 +104,7 @@ async def _run_tools(
             job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index, tool=ref.name
         )
         if ref.local:
-            calls.append(
-                workflow.execute_local_activity_method(
-                    SwarmActivities.run_tool,
-                    inp,
-                    start_to_close_timeout=TOOL_TIMEOUT,
-                    retry_policy=retry_policy(retry),
-                )
-            )
+            short.append(inp)
         else:
             calls.append(
                 workflow.execute_activity_method(
@@ -114,7 +116,35 @@ async def _run_tools(
                     retry_policy=retry_policy(retry),
                 )
             )
-    return list(await asyncio.gather(*calls))
+    if short and workflow.patched(TOOL_BATCHES):
+        calls.append(_tool_batch(short, retry))
+    else:
+        calls.extend(
+            workflow.execute_local_activity_method(
+                SwarmActivities.run_tool,
+                inp,
+                start_to_close_timeout=TOOL_TIMEOUT,
+                retry_policy=retry_policy(retry),
+            )
+            for inp in short
+        )
+    results: list[ToolCallResult] = []
+    for done in await asyncio.gather(*calls):
+        results.extend(done.results if isinstance(done, ToolBatchResult) else [done])
+    return results
+
+
+async def _tool_batch(short: list[ToolCallInput], retry: RetrySpec) -> ToolBatchResult:
+    return await workflow.execute_local_activity_method(
+        SwarmActivities.run_tools,
+        ToolBatchInput(
+            calls=short,
+            max_attempts=min(retry.max_attempts, 3),
+            initial_interval_seconds=retry.initial_interval_seconds,
+        ),
+        start_to_close_timeout=TOOL_TIMEOUT,
+        retry_policy=retry_policy(retry),
+    )
 
 
 async def _ledger(fn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -31,7 +31,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from kswarm import looping
 from kswarm.config import Settings
 from kswarm.errors import ConfigError
-from kswarm.ledger import Ledger
+from kswarm.ledger import Ledger, engines, migrating
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry
 from kswarm.sim import demo_tools
@@ -84,6 +84,7 @@ def job_worker(
             activities.spawn_result,
             activities.finish_job,
             activities.run_tool,
+            activities.run_tools,
             activities.score_rollout,
         ],
         **settings,
@@ -131,6 +132,17 @@ class _LivePools:
         return self.activities.pools.get(name)
 
 
+async def _open_ledger(url: str | None) -> Ledger:
+    """A SQLite ledger (the laptop's file) is upgraded in place, as ``kswarm run`` does; any
+    other database must already be at the newest revision (``kswarm db upgrade`` is a step of
+    the deployment), else the worker refuses to start rather than fail every job's writes."""
+    url = url or engines.default_url()
+    if engines.is_sqlite(url):
+        return await Ledger.connect(url, migrate=True)
+    await asyncio.to_thread(migrating.require_head, url)
+    return await Ledger.connect(url)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -155,7 +167,7 @@ async def serve(
             pools = PoolRegistry(pools_file.read() or ())
         except OSError as e:
             raise ConfigError(f"pool config {settings.pools_file}: {e.strerror}") from e
-    ledger = await Ledger.connect(settings.database_url)
+    ledger = await _open_ledger(settings.database_url)
     llm = LLMClient()
     activities = SwarmActivities(ledger, llm, PoolRegistry(), tools or demo_tools())
     stop = stop or asyncio.Event()

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from kswarm.errors import ConfigError, LedgerError, LedgerUnavailable
+from kswarm.errors import ConfigError, LedgerBehind, LedgerError, LedgerUnavailable
 from kswarm.ledger import engines
 
 __all__ = [
@@ -161,6 +161,18 @@ def current(url: str) -> str | None:
     """The revision the database at ``url`` is at; None before the first upgrade."""
     with _connected(url) as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_head(url: str) -> None:
+    """Raise :class:`LedgerBehind` when the database at ``url`` is not at the newest revision
+    (a process that needs the ledger refuses to start rather than fail every write)."""
+    newest = head()
+    at = current(url)
+    if at != newest:
+        raise LedgerBehind(
+            f"ledger database {engines.mask(url)} is at revision {at or 'base (no tables)'}; "
+            f"this kswarm needs revision {newest}: run kswarm db upgrade"
+        )
 
 
 def check(url: str) -> None:

@@ -82,8 +82,8 @@ class Corpus:
         return max(self.companies, key=lambda c: (len(self.chain(c.name)), c.name)).name
 
 
-def _names(rng: random.Random, n: int) -> list[str]:
-    seen: set[str] = set()
+def _names(rng: random.Random, n: int, taken: frozenset[str] = frozenset()) -> list[str]:
+    seen: set[str] = set(taken)
     out: list[str] = []
     while len(out) < n:
         name = f"{rng.choice(_STEMS)}{rng.choice(_ENDS)} {rng.choice(_KINDS)}"
@@ -151,6 +151,46 @@ def build_corpus(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Corpus:
     return Corpus(seed=seed, companies=tuple(companies), documents=tuple(docs))
 
 
+def extend_corpus(base: Corpus, extra: int, seed: int) -> Corpus:
+    """``base`` and ``extra`` more independent companies (no parents), drawn from ``seed``; the
+    companies and documents of ``base`` stay exactly as they were."""
+    rng = random.Random(seed)
+    names = _names(rng, extra, frozenset(base.by_name))
+    added = tuple(
+        Company(
+            name=name,
+            founded=rng.randint(1921, 2019),
+            headquarters=rng.choice(_CITIES),
+            ceo=f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+            employees=rng.randrange(40, 90_000, 10),
+            parent=None,
+        )
+        for name in names
+    )
+    companies = base.companies + added
+    docs = list(base.documents)
+    for n, c in enumerate(added, start=len(base.companies)):
+        other = companies[(n * 7 + 3) % len(companies)]
+        texts = [
+            (f"{c.name} history", f"{c.name} was founded in {c.founded}."),
+            (f"{c.name} offices", f"{c.name} is headquartered in {c.headquarters}."),
+            (f"{c.name} leadership", f"The chief executive of {c.name} is {c.ceo}."),
+            (f"{c.name} ownership", f"{c.name} has no parent company; it is independent."),
+            (
+                f"Industry notes on {c.name.split()[1]}",
+                f"Analysts compare {c.name} with {other.name}; {other.name} was founded in "
+                f"{other.founded}.",
+            ),
+        ]
+        for j, (title, text) in enumerate(texts):
+            docs.append(Document(id=f"doc-{n:04d}-{j}", title=title, text=text))
+    return Corpus(seed=base.seed, companies=companies, documents=tuple(docs))
+
+
+EXTRA_SIZE = 240
+"""Independent companies beyond the first ``DEFAULT_SIZE``: room for a 300-item wide search."""
+
+
 @functools.cache
 def default_corpus() -> Corpus:
-    return build_corpus()
+    return extend_corpus(build_corpus(), EXTRA_SIZE, DEFAULT_SEED + 1)

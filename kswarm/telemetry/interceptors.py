@@ -1,9 +1,10 @@
 """Temporal interceptors that trace and count a swarm job at its workflow and activity edges.
 
 Every step of a swarm crosses Temporal: the job is a ``SwarmWorkflow``, each sub-agent a
-``SubagentWorkflow`` child, each model step a ``model_step`` activity on its pool's queue, each
-tool call a ``run_tool`` (local) activity. So the edges Temporal already draws are where the
-spans and metrics belong, and the engine's code stays free of telemetry:
+``SubagentWorkflow`` child, each model step a ``model_step`` activity on its pool's queue. So
+the edges Temporal already draws are where the spans and metrics belong. Tool calls are the
+exception: the short calls of a step share one local activity (``run_tools``), so each call's
+``execute_tool {tool}`` span and its metrics are made where it runs (``workflows.tool_runs``).
 
 ========================  =====================================  =============================
 edge                      span                                   metrics
@@ -12,7 +13,6 @@ SwarmWorkflow run         ``invoke_workflow`` >                  (jobs: at start
                           ``invoke_agent orchestrator|single``
 SubagentWorkflow run      ``invoke_agent {name}``
 model_step activity       ``chat {model}`` with token usage      tokens, in-flight per pool
-run_tool activity         ``execute_tool {tool}``                tool calls by tool and status
 start_job / finish_job    (none)                                 jobs started / by phase
 ========================  =====================================  =============================
 
@@ -30,7 +30,6 @@ the workflows package and must not import it.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import temporalio.worker
@@ -98,8 +97,6 @@ class _ActivityTelemetry(ActivityInboundInterceptor):
         arg = input.args[0] if input.args else None
         if kind == "model_step" and arg is not None:
             return await self._model_step(input, arg)
-        if kind == "run_tool" and arg is not None:
-            return await self._run_tool(input, arg)
         result = await self.next.execute_activity(input)
         if self._root.metrics:
             if kind == "start_job":
@@ -133,31 +130,6 @@ class _ActivityTelemetry(ActivityInboundInterceptor):
         if self._root.metrics:
             metrics.record_tokens(pool, tokens_in, tokens_out)
         return result
-
-    async def _run_tool(self, input: ExecuteActivityInput, inp: Any) -> Any:
-        tool = str(getattr(inp, "tool", ""))
-        key = f"{inp.agent_id}/{inp.step}/{inp.index}"
-        started = time.perf_counter()
-        status = "error"
-        try:
-            with tracing.tool_span(
-                job_uid=str(inp.job_uid),
-                agent_id=str(inp.agent_id),
-                step=int(inp.step),
-                index=int(inp.index),
-                tool=tool,
-                call_id=key,
-            ) as span:
-                result = await self.next.execute_activity(input)
-                status = str(getattr(result, "status", "succeeded"))
-                if getattr(result, "deduplicated", False):
-                    status = "deduplicated"
-                if status in ("failed", "refused"):
-                    tracing.set_error(span, f"tool_{status}")
-            return result
-        finally:
-            if self._root.metrics:
-                metrics.record_tool_call(tool, status, time.perf_counter() - started)
 
 
 class _WorkflowSpans(WorkflowInboundInterceptor):
