@@ -117,11 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rollout = sub.add_parser("rollout", help="sample one SwarmJob N times and score the group")
     rollout.add_argument("file", help="SwarmJob manifest (YAML) with spec.evaluation")
-    rollout.add_argument("--samples", type=int, default=8, help="samples in the group (default 8)")
-    rollout.add_argument("--epoch", type=int, default=0, help="training epoch, from 0")
-    rollout.add_argument("--epochs", type=int, default=1, help="epochs of the training run")
-    rollout.add_argument("--lambda-start", type=float, default=0.1, help="λ_aux at epoch 0")
-    rollout.add_argument("--lambda-end", type=float, default=0.0, help="λ_aux at the last epoch")
+    rollout.add_argument(
+        "--samples", type=int, help="samples in the group (default: spec.rollout, else 8)"
+    )
+    rollout.add_argument("--epoch", type=int, help="training epoch, from 0 (default 0)")
+    rollout.add_argument("--epochs", type=int, help="epochs of the training run (default 1)")
+    rollout.add_argument("--lambda-start", type=float, help="λ_aux at epoch 0 (default 0.1)")
+    rollout.add_argument("--lambda-end", type=float, help="λ_aux at the last epoch (default 0)")
     rollout.add_argument("--json", action="store_true", help="print the group as one JSON object")
     rollout.add_argument("--time-scale", type=float, default=None, help="simulator time scale")
     rollout.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")

@@ -23,11 +23,13 @@ from kswarm.embedded import SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
 from kswarm.rollouts import LambdaSchedule
 from kswarm.running import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_job
+from kswarm.spec import RolloutSpec
 from kswarm.workflows import RolloutInput, RolloutResult, RolloutWorkflow, SwarmWorkflow
 
 __all__ = ["run_rollout"]
 
 MAX_SAMPLES = 256
+DEFAULT_SAMPLES = 8
 
 
 def _check(samples: int, epoch: int, epochs: int, lam: LambdaSchedule | None) -> None:
@@ -116,19 +118,27 @@ async def _run(inp: RolloutInput, *, as_json: bool, pools_file: str | None, sim:
 def run_rollout(
     path: str,
     *,
-    samples: int,
-    epoch: int = 0,
-    epochs: int = 1,
-    lambda_start: float = 0.1,
-    lambda_end: float = 0.0,
+    samples: int | None = None,
+    epoch: int | None = None,
+    epochs: int | None = None,
+    lambda_start: float | None = None,
+    lambda_end: float | None = None,
     as_json: bool = False,
     time_scale: float | None = None,
     pools_file: str | None = None,
     replicas: int = 2,
 ) -> int:
+    """Sample the job at ``path``; a flag left ``None`` takes ``spec.rollout``'s value, else
+    the default (8 samples, epoch 0 of 1, λ_aux from 0.1 to 0.0)."""
     err = Console(stderr=True)
     try:
         job = load_job(path, mode=None, pools_file=pools_file)
+        group = job.spec.rollout or RolloutSpec(samples=DEFAULT_SAMPLES)
+        samples = group.samples if samples is None else samples
+        epoch = group.epoch if epoch is None else epoch
+        epochs = group.epochs if epochs is None else epochs
+        lambda_start = group.lambda_start if lambda_start is None else lambda_start
+        lambda_end = group.lambda_end if lambda_end is None else lambda_end
         try:
             schedule = LambdaSchedule(start=lambda_start, end=lambda_end)
         except ValueError as e:

@@ -99,6 +99,7 @@ CEL_RULES: dict[str, Rule] = {
     "self.scorer != 'user' || has(self.function)": lambda v: (
         v.get("scorer") != "user" or "function" in v
     ),
+    "self.epoch < self.epochs": lambda v: v.get("epoch", 0) < v.get("epochs", 1),
     "!(self.scorer in ['item-f1', 'exact-match']) || has(self.answerKey)": lambda v: (
         v.get("scorer") not in ("item-f1", "exact-match") or "answerKey" in v
     ),

@@ -41,6 +41,7 @@ __all__ = [
     "OrchestratorSpec",
     "Profile",
     "RetrySpec",
+    "RolloutSpec",
     "Scorer",
     "SubagentSpec",
     "SwarmJobManifest",
@@ -161,6 +162,20 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RolloutSpec:
+    samples: int
+    """Samples in the group."""
+    epoch: int = 0
+    """Training epoch of the group, from 0."""
+    epochs: int = 1
+    """Epochs of the training run, over which ``λ_aux`` anneals."""
+    lambda_start: float = 0.1
+    """``λ_aux`` at epoch 0."""
+    lambda_end: float = 0.0
+    """``λ_aux`` at the last epoch."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RetrySpec:
     max_attempts: int = 5
     """Attempts per model or tool call, the first included."""
@@ -185,6 +200,8 @@ class SwarmJobSpec:
     orchestrator has only its spawn and finish controls."""
     evaluation: EvaluationSpec | None = None
     """How to score the answer; ``None``: the job has no ``quality``."""
+    rollout: RolloutSpec | None = None
+    """Run as a rollout group (``kswarm rollout``, ``RolloutWorkflow``); ``None``: one job."""
     limits: Limits = field(default_factory=Limits)
     retry: RetrySpec = field(default_factory=RetrySpec)
 

@@ -51,7 +51,18 @@ class RolloutInput:
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], **group: Any) -> RolloutInput:
+        """The group a SwarmJob manifest asks for in ``spec.rollout``; keywords override it."""
         m = parse_manifest(manifest)
+        r = m.spec.rollout
+        if r is not None:
+            group = {
+                "samples": r.samples,
+                "epoch": r.epoch,
+                "epochs": r.epochs,
+                "lambda_start": r.lambda_start,
+                "lambda_end": r.lambda_end,
+                **group,
+            }
         return cls(name=m.name, namespace=m.namespace, uid=m.uid, spec=m.spec, **group)
 
     def sample(self, index: int) -> SwarmJobInput:

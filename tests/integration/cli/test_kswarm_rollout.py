@@ -126,3 +126,15 @@ def test_a_job_without_a_scorer_cannot_be_rolled_out(tmp_path: Path) -> None:
     done = kswarm(tmp_path, "rollout", str(path))
     assert done.returncode == 2
     assert "spec.evaluation" in done.stderr
+
+
+def test_spec_rollout_sets_the_group_and_flags_override_it(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, rollout={"samples": 2, "epoch": 1, "epochs": 3})
+    group = _group(tmp_path, manifest)
+    # Epoch 1 of 3: λ_aux = 0.1 + (0 - 0.1) * 1/2 = 0.05; R = 0.05 * 0.75 + 0.95 = 0.9875.
+    assert (len(group["samples"]), group["epoch"], group["epochs"]) == (2, 1, 3)
+    assert {s["terms"]["lambda_aux"] for s in group["samples"]} == {0.05}
+    assert group["mean_reward"] == 0.9875
+    overridden = _group(tmp_path, manifest, "--samples", "1", "--epoch", "2")
+    assert len(overridden["samples"]) == 1
+    assert overridden["samples"][0]["terms"]["lambda_aux"] == 0.0
