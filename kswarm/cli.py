@@ -4,7 +4,7 @@ kswarm run FILE [--json] [--mode swarm|single] [--time-scale X]
 kswarm rollout FILE --samples N --epoch e --epochs E [--json]
 kswarm worker | operator | sim | dashboard
 kswarm db upgrade|downgrade|check|current|prune
-kswarm export JOB|GROUP --format jsonl|atif
+kswarm export JOB|GROUP --format jsonl|atif|tokens
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def _cmd_dashboard(ns: argparse.Namespace) -> int:
 def _exporters() -> dict[str, Any]:
     """Export formats for trainers: ATIF trajectories with the known tools' definitions."""
     from kswarm.rollouts.exporting import atif_exporter
+    from kswarm.rollouts.token_records import tokens_exporter
     from kswarm.sim import demo_tools
 
-    return {"atif": atif_exporter(demo_tools().openai_specs)}
+    return {"atif": atif_exporter(demo_tools().openai_specs), "tokens": tokens_exporter()}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,6 +115,9 @@ class ModelStepActivities(ActivityResources):
         extra: dict[str, Any] = {}
         if inp.profile != "swarm":
             extra["kswarm_profile"] = inp.profile
+        if pool.return_token_ids:
+            extra["return_token_ids"] = True
+            extra["logprobs"] = True
         request = ChatRequest(
             model=model,
             messages=prompt_messages(history),
@@ -151,6 +154,9 @@ class ModelStepActivities(ActivityResources):
                     latency_seconds=a.latency_seconds,
                     model_seconds=a.model_seconds,
                     started_at=a.started_at,
+                    prompt_token_ids=a.prompt_token_ids,
+                    completion_token_ids=a.completion_token_ids,
+                    logprobs=a.logprobs,
                 )
             )
 

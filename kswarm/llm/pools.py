@@ -78,6 +78,7 @@ _FIELDS = {
     "requestTimeoutSeconds",
     "connectTimeoutSeconds",
     "stream",
+    "returnTokenIds",
 }
 
 
@@ -104,6 +105,9 @@ class PoolConfig:
     """Total time one attempt may take, streaming included."""
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     """Time to open a connection to a replica."""
+    return_token_ids: bool = False
+    """Ask the servers for token ids and log-probabilities (vLLM's ``return_token_ids`` and
+    ``logprobs``) and record them per model call, for token-level training exports."""
     stream: bool = False
     """Model steps stream their answers: every call's time to first token is then measured
     and recorded (the dashboard's Pools page shows it); parsing the chunks costs the worker a
@@ -200,6 +204,8 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
         entry["connectTimeoutSeconds"] = pool.connect_timeout_seconds
     if pool.stream:
         entry["stream"] = True
+    if pool.return_token_ids:
+        entry["returnTokenIds"] = True
     return entry
 
 
@@ -299,6 +305,7 @@ def _parse_pool(item: Any, path: str, *, read_keys: bool = True) -> PoolConfig:
             "connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_SECONDS
         ),
         "stream": item.get("stream", False),
+        "return_token_ids": item.get("returnTokenIds", False),
     }
     _validate(fields, path, camel=True)
     if fields["api_key_file"] is not None:
@@ -328,6 +335,7 @@ _CAMEL = {
     "api_key_file": "apiKeyFile",
     "request_timeout_seconds": "requestTimeoutSeconds",
     "connect_timeout_seconds": "connectTimeoutSeconds",
+    "return_token_ids": "returnTokenIds",
 }
 
 
@@ -371,8 +379,9 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
     for key in ("request_timeout_seconds", "connect_timeout_seconds"):
         if not _positive_number(values[key]):
             raise ConfigError(f"{at(key)}: must be a number of seconds > 0, got {values[key]!r}")
-    if not isinstance(values.get("stream", False), bool):
-        raise ConfigError(f"{at('stream')}: must be true or false, got {values['stream']!r}")
+    for key in ("stream", "return_token_ids"):
+        if not isinstance(values.get(key, False), bool):
+            raise ConfigError(f"{at(key)}: must be true or false, got {values[key]!r}")
 
 
 def _positive_number(value: Any) -> bool:

@@ -126,6 +126,9 @@ def _steps(
                     "prompt_tokens": mc.input_tokens,
                     "completion_tokens": mc.output_tokens,
                     "cached_tokens": mc.cached_tokens,
+                    "prompt_token_ids": mc.prompt_token_ids,
+                    "completion_token_ids": mc.completion_token_ids,
+                    "logprobs": mc.logprobs,
                 }
             pending = step
         elif role in ("system", "user"):
