@@ -47,6 +47,8 @@ def _cmd_rollout(ns: argparse.Namespace) -> int:
         epochs=ns.epochs,
         lambda_start=ns.lambda_start,
         lambda_end=ns.lambda_end,
+        temperature=ns.temperature,
+        seed=ns.seed,
         as_json=ns.json,
         time_scale=ns.time_scale,
         pools_file=ns.pools,
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--epochs", type=int, help="epochs of the training run (default 1)")
     rollout.add_argument("--lambda-start", type=float, help="λ_aux at epoch 0 (default 0.1)")
     rollout.add_argument("--lambda-end", type=float, help="λ_aux at the last epoch (default 0)")
+    rollout.add_argument("--temperature", type=float, help="sampling temperature (default 1)")
+    rollout.add_argument("--seed", type=int, help="sample i samples with seed + i (default 0)")
     rollout.add_argument("--json", action="store_true", help="print the group as one JSON object")
     rollout.add_argument("--time-scale", type=float, default=None, help="simulator time scale")
     rollout.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")

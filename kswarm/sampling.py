@@ -123,6 +123,8 @@ def run_rollout(
     epochs: int | None = None,
     lambda_start: float | None = None,
     lambda_end: float | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
     as_json: bool = False,
     time_scale: float | None = None,
     pools_file: str | None = None,
@@ -139,6 +141,12 @@ def run_rollout(
         epochs = group.epochs if epochs is None else epochs
         lambda_start = group.lambda_start if lambda_start is None else lambda_start
         lambda_end = group.lambda_end if lambda_end is None else lambda_end
+        temperature = group.temperature if temperature is None else temperature
+        seed = group.seed if seed is None else seed
+        if not 0 <= temperature <= 2:
+            raise SpecError("--temperature", f"must be between 0 and 2, got {temperature}")
+        if seed < 0:
+            raise SpecError("--seed", f"must be 0 or more, got {seed}")
         try:
             schedule = LambdaSchedule(start=lambda_start, end=lambda_end)
         except ValueError as e:
@@ -159,6 +167,8 @@ def run_rollout(
         epochs=epochs,
         lambda_start=schedule.start,
         lambda_end=schedule.end,
+        temperature=temperature,
+        seed=seed,
     )
     sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0)
     try:

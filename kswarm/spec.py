@@ -173,6 +173,10 @@ class RolloutSpec:
     """``λ_aux`` at epoch 0."""
     lambda_end: float = 0.0
     """``λ_aux`` at the last epoch."""
+    temperature: float = 1.0
+    """Sampling temperature of every model call of the samples."""
+    seed: int = 0
+    """Sample ``i`` samples with ``seed + i``."""
 
 
 @dataclass(frozen=True, kw_only=True)

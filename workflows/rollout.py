@@ -10,6 +10,7 @@ under ``rollout``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from kswarm.rollouts.groups import sample_uid
-    from kswarm.spec import SwarmJobSpec, parse_manifest
+    from kswarm.spec import RolloutSpec, SwarmJobSpec, parse_manifest
     from kswarm.workflows.inputs import SwarmJobInput, SwarmJobResult
     from kswarm.workflows.rollout_scoring import RolloutActivities, ScoreRolloutInput
     from kswarm.workflows.swarm import SwarmWorkflow
@@ -44,6 +45,10 @@ class RolloutInput:
     """``λ_aux`` at epoch 0."""
     lambda_end: float = 0.0
     """``λ_aux`` at the last epoch."""
+    temperature: float = 1.0
+    """Sampling temperature of the samples' model calls."""
+    seed: int = 0
+    """Sample ``i`` samples with ``seed + i``."""
 
     @property
     def workflow_id(self) -> str:
@@ -61,16 +66,29 @@ class RolloutInput:
                 "epochs": r.epochs,
                 "lambda_start": r.lambda_start,
                 "lambda_end": r.lambda_end,
+                "temperature": r.temperature,
+                "seed": r.seed,
                 **group,
             }
         return cls(name=m.name, namespace=m.namespace, uid=m.uid, spec=m.spec, **group)
 
     def sample(self, index: int) -> SwarmJobInput:
+        """Sample ``index`` as a job whose ``spec.rollout`` names its own seed, which its
+        model calls sample with (see ``ModelStepActivities``)."""
+        rollout = RolloutSpec(
+            samples=self.samples,
+            epoch=self.epoch,
+            epochs=self.epochs,
+            lambda_start=self.lambda_start,
+            lambda_end=self.lambda_end,
+            temperature=self.temperature,
+            seed=self.seed + index,
+        )
         return SwarmJobInput(
             name=f"{self.name}-s{index}",
             namespace=self.namespace,
             uid=sample_uid(self.uid, index),
-            spec=self.spec,
+            spec=dataclasses.replace(self.spec, rollout=rollout),
         )
 
 

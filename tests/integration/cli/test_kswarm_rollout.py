@@ -138,3 +138,27 @@ def test_spec_rollout_sets_the_group_and_flags_override_it(tmp_path: Path) -> No
     overridden = _group(tmp_path, manifest, "--samples", "1", "--epoch", "2")
     assert len(overridden["samples"]) == 1
     assert overridden["samples"][0]["terms"]["lambda_aux"] == 0.0
+
+
+async def test_each_sample_job_records_its_own_seed_and_the_temperature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ("--samples", "2", "--temperature", "0.7", "--seed", "5")
+    group = _group(tmp_path, "examples/quickstart.yaml", *args)
+    monkeypatch.setenv("KSWARM_HOME", str(tmp_path))
+    monkeypatch.delenv("KSWARM_DATABASE_URL", raising=False)
+    ledger = await Ledger.connect()
+    try:
+        specs = [(await ledger.get_job(s["uid"])).spec for s in group["samples"]]  # type: ignore[union-attr]
+    finally:
+        await ledger.close()
+    assert [(s["rollout"]["seed"], s["rollout"]["temperature"]) for s in specs] == [
+        (5, 0.7),
+        (6, 0.7),
+    ]
+
+
+def test_a_temperature_out_of_range_is_named(tmp_path: Path) -> None:
+    done = kswarm(tmp_path, "rollout", "examples/quickstart.yaml", "--temperature", "3")
+    assert done.returncode == 2
+    assert "--temperature" in done.stderr
