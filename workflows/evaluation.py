@@ -52,6 +52,9 @@ def evaluate_answer(spec: Mapping[str, Any], answer: str) -> Evaluation | None:
         quality, items = _score(Scorer(str(evaluation.get("scorer"))), evaluation, task, answer)
     except SpecError as e:
         return Evaluation(quality=0.0, success_threshold=threshold, error=str(e))
+    except Exception as e:  # a scorer bug must not retry the job's last write for ever
+        error = f"scorer {evaluation.get('scorer')} failed: {type(e).__name__}: {e}"
+        return Evaluation(quality=0.0, success_threshold=threshold, error=error)
     return Evaluation(quality=quality, success_threshold=threshold, items=items)
 
 

@@ -101,7 +101,11 @@ def load_user_scorer(ref: str, *, path: str = "spec.evaluation.function") -> Use
 
 def score_user(ref: str, *, task: str, answer: str, answer_key: Mapping[str, Any]) -> float:
     """Call the user scorer ``ref`` and check that it returns a number in [0, 1]."""
-    value = load_user_scorer(ref)(task=task, answer=answer, answer_key=dict(answer_key))
+    scorer = load_user_scorer(ref)
+    try:
+        value = scorer(task=task, answer=answer, answer_key=dict(answer_key))
+    except Exception as e:  # a user's bug must not retry the job's last write for ever
+        raise SpecError("spec.evaluation.function", f"{ref} raised {type(e).__name__}: {e}") from e
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise SpecError(
             "spec.evaluation.function", f"{ref} returned {value!r}, not a number in [0, 1]"

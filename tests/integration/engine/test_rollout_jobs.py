@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from engine_support import StackFactory, example
 
 from kswarm.sim.corpus import default_corpus
@@ -86,3 +87,22 @@ async def test_an_item_f1_answer_key_scores_the_job(make_stack: StackFactory) ->
         result = await stack.run(stack.job(QUICK, evaluation=key))
     # One of 12 key cells disagrees with the (right) answer: P = R = 11/12.
     assert result.quality == round(11 / 12, 6)
+
+
+async def test_a_user_scorer_scores_the_job_and_a_broken_one_is_named(
+    make_stack: StackFactory,
+) -> None:
+    # Two of the four quickstart companies plus one the task never asked for: the answer
+    # names 2 of the key's 3 entities.
+    rows = [{"entity": n} for n in [*TASK.items[:2], "Nowhere Holdings"]]
+    good = {"scorer": "user", "function": "engine_scorers:share_of_entities"}
+    bad = {"scorer": "user", "function": "engine_scorers:broken"}
+    async with make_stack() as stack:
+        scored = await stack.run(stack.job(QUICK, evaluation={**good, "answerKey": {"rows": rows}}))
+        broken_inp = stack.job(QUICK, evaluation=bad)
+        broken = await stack.run(broken_inp)
+        report = await _report(stack, broken_inp.uid)
+    assert scored.quality == pytest.approx(2 / 3)
+    assert broken.phase == "Succeeded" and broken.quality == 0.0
+    assert "this scorer is broken on purpose" in report["evaluation"]["error"]
+    assert report["evaluation"]["success"] is True  # succeeded, and no threshold was set

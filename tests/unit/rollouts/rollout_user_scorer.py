@@ -11,3 +11,7 @@ def share_of_words(*, task: str, answer: str, answer_key: dict[str, Any]) -> flo
 
 def out_of_range(*, task: str, answer: str, answer_key: dict[str, Any]) -> float:
     return 2.0
+
+
+def raises(*, task: str, answer: str, answer_key: dict[str, Any]) -> float:
+    raise ValueError("broken on purpose")

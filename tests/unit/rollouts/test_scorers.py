@@ -64,6 +64,9 @@ def test_a_user_scorer_is_called_with_task_answer_and_key() -> None:
         pytest.param("no_such_module_xyz:f", "cannot import", id="no-module"),
         pytest.param("rollout_user_scorer:missing", "no function 'missing'", id="no-function"),
         pytest.param("rollout_user_scorer:out_of_range", r"not a number in \[0, 1\]", id="range"),
+        pytest.param(
+            "rollout_user_scorer:raises", "raised ValueError: broken on purpose", id="raises"
+        ),
     ],
 )
 def test_a_bad_user_scorer_is_named(ref: str, message: str) -> None:
