@@ -28,6 +28,12 @@ navigation = st.navigation(
         ),
         st.Page(PAGES / "job.py", title="Job", icon=":material/timeline:", url_path="job"),
         st.Page(PAGES / "pools.py", title="Pools", icon=":material/memory:", url_path="pools"),
+        st.Page(
+            PAGES / "rollouts.py",
+            title="Rollouts",
+            icon=":material/model_training:",
+            url_path="rollouts",
+        ),
     ]
 )
 layout.sidebar()

@@ -2,9 +2,10 @@
 
 kswarm run FILE [--json] [--mode swarm|single] [--time-scale X] [--tools TOOLS.yaml]
     [--serve-model MODEL]
+kswarm rollout FILE --samples N --epoch e --epochs E [--json]
 kswarm worker | operator | sim | llamacpp | dashboard
 kswarm db upgrade|downgrade|check|current|prune
-kswarm export JOB --format jsonl
+kswarm export JOB|GROUP --format jsonl|atif|tokens
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -37,6 +39,25 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         sim_extra=extra,
         tools_file=ns.tools,
         serve_model=ns.serve_model,
+    )
+
+
+def _cmd_rollout(ns: argparse.Namespace) -> int:
+    from kswarm.sampling import run_rollout
+
+    return run_rollout(
+        ns.file,
+        samples=ns.samples,
+        epoch=ns.epoch,
+        epochs=ns.epochs,
+        lambda_start=ns.lambda_start,
+        lambda_end=ns.lambda_end,
+        temperature=ns.temperature,
+        seed=ns.seed,
+        as_json=ns.json,
+        time_scale=ns.time_scale,
+        pools_file=ns.pools,
+        replicas=ns.replicas,
     )
 
 
@@ -84,6 +105,15 @@ def _cmd_dashboard(ns: argparse.Namespace) -> int:
     return int(dashboard_main(ns.streamlit_args))
 
 
+def _exporters() -> dict[str, Any]:
+    """Export formats for trainers: ATIF trajectories with the known tools' definitions."""
+    from kswarm.rollouts.exporting import atif_exporter
+    from kswarm.rollouts.token_records import tokens_exporter
+    from kswarm.sim import demo_tools
+
+    return {"atif": atif_exporter(demo_tools().openai_specs), "tokens": tokens_exporter()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kswarm", description="Agent swarms on Kubernetes.")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
@@ -119,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hang-rate", type=float, default=0.0, help="simulator: hung requests")
     run.set_defaults(func=_cmd_run)
 
+    rollout = sub.add_parser("rollout", help="sample one SwarmJob N times and score the group")
+    rollout.add_argument("file", help="SwarmJob manifest (YAML) with spec.evaluation")
+    rollout.add_argument(
+        "--samples", type=int, help="samples in the group (default: spec.rollout, else 8)"
+    )
+    rollout.add_argument("--epoch", type=int, help="training epoch, from 0 (default 0)")
+    rollout.add_argument("--epochs", type=int, help="epochs of the training run (default 1)")
+    rollout.add_argument("--lambda-start", type=float, help="λ_aux at epoch 0 (default 0.1)")
+    rollout.add_argument("--lambda-end", type=float, help="λ_aux at the last epoch (default 0)")
+    rollout.add_argument("--temperature", type=float, help="sampling temperature (default 1)")
+    rollout.add_argument("--seed", type=int, help="sample i samples with seed + i (default 0)")
+    rollout.add_argument("--json", action="store_true", help="print the group as one JSON object")
+    rollout.add_argument("--time-scale", type=float, default=None, help="simulator time scale")
+    rollout.add_argument("--pools", help="pools YAML with real endpoints instead of the simulator")
+    rollout.add_argument("--replicas", type=int, default=2, help="simulated replicas (default 2)")
+    rollout.set_defaults(func=_cmd_rollout)
+
     worker = sub.add_parser("worker", help="Temporal worker for the job and pool task queues")
     worker.set_defaults(func=_cmd_worker)
 
@@ -146,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kswarm.telemetry import commands as telemetry_commands
 
     approving.register(sub)
-    ledger_commands.register(sub)
+    ledger_commands.register(sub, exporters=_exporters())
     telemetry_commands.register(sub)
     return p
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +31,7 @@ from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError, ToolServerUnavailable
 from kswarm.llm import vllm
 from kswarm.llm.pools import load_pools_file
+from kswarm.rollouts import answer_keys, scorers
 from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
 from kswarm.tools import ToolRegistry
@@ -63,6 +66,10 @@ def load_job(
         pools = list(load_pools_file(pools_file).names)
     known = (tools or demo_tools()).names() if check_tools else None
     job = parse_manifest(manifest, known_tools=known, known_pools=pools)
+    spec = answer_keys.inline_answer_key(job.spec, base_dir=os.path.dirname(path) or ".")
+    if spec.evaluation is not None and spec.evaluation.function:
+        scorers.load_user_scorer(spec.evaluation.function)  # refuse a scorer that cannot load
+    job = dataclasses.replace(job, spec=spec)
     if mode:
         job = SwarmJobManifest(
             name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec.with_mode(mode)

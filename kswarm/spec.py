@@ -33,6 +33,8 @@ __all__ = [
     "API_VERSION",
     "KIND",
     "MAX_SUBAGENTS",
+    "AnswerKey",
+    "ConfigMapKeyRef",
     "ContextSpec",
     "EvaluationSpec",
     "Limits",
@@ -40,6 +42,7 @@ __all__ = [
     "OrchestratorSpec",
     "Profile",
     "RetrySpec",
+    "RolloutSpec",
     "Scorer",
     "SubagentSpec",
     "SwarmJobManifest",
@@ -72,6 +75,12 @@ class Profile(StrEnum):
 class Scorer(StrEnum):
     CORPUS_ITEM_F1 = "corpus-item-f1"
     """Item-level F1 of a demo-world research task against the fictional corpus."""
+    ITEM_F1 = "item-f1"
+    """Item-level F1 of the answer's JSON rows over the answer key's (entity, attribute) cells."""
+    EXACT_MATCH = "exact-match"
+    """1 when the answer equals the answer key's text, else 0."""
+    USER = "user"
+    """The function named in ``EvaluationSpec.function``."""
 
 
 MODES = tuple(Mode)
@@ -109,9 +118,36 @@ class SubagentSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConfigMapKeyRef:
+    name: str
+    """Name of a ConfigMap of the job's namespace."""
+    key: str
+    """Key inside its data."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerKey:
+    rows: tuple[dict[str, Any], ...] = ()
+    """Expected table: one object per item, with ``entity`` and one field per attribute."""
+    text: str | None = None
+    """Expected answer text (exact match)."""
+    file: str | None = None
+    """A JSON or YAML file with ``rows`` or ``text``; ``kswarm run`` reads it (relative to the
+    manifest) and inlines it before the job starts."""
+    config_map: ConfigMapKeyRef | None = None
+    """A ConfigMap key holding the key as the file would."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluationSpec:
     scorer: Scorer
     """How the job's answer is scored; the score is the job's ``quality``."""
+    function: str | None = None
+    """The user scorer as ``module:function`` (scorer ``user``)."""
+    success_threshold: float | None = None
+    """Quality a succeeded job must reach to count as a success; ``None``: succeeding is enough."""
+    answer_key: AnswerKey | None = None
+    """The expected answer (scorers ``item-f1`` and ``exact-match``; passed to a user scorer)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +163,8 @@ class Limits:
     max_repeated_calls: int = 3
     """Steps in a row with the same calls and arguments before an agent ends with
     RepeatedToolCall."""
+    max_critical_steps: int | None = None
+    """Critical steps the job may take before it ends with BudgetExceeded."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +175,24 @@ class ContextSpec:
     """Share of the pool's context window a prompt may fill before it is cut."""
     keep_steps: int = 2
     """Latest steps whose tool results are never masked nor dropped."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutSpec:
+    samples: int
+    """Samples in the group."""
+    epoch: int = 0
+    """Training epoch of the group, from 0."""
+    epochs: int = 1
+    """Epochs of the training run, over which ``λ_aux`` anneals."""
+    lambda_start: float = 0.1
+    """``λ_aux`` at epoch 0."""
+    lambda_end: float = 0.0
+    """``λ_aux`` at the last epoch."""
+    temperature: float = 1.0
+    """Sampling temperature of every model call of the samples."""
+    seed: int = 0
+    """Sample ``i`` samples with ``seed + i``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +220,8 @@ class SwarmJobSpec:
     orchestrator has only its spawn and finish controls."""
     evaluation: EvaluationSpec | None = None
     """How to score the answer; ``None``: the job has no ``quality``."""
+    rollout: RolloutSpec | None = None
+    """Run as a rollout group (``kswarm rollout``, ``RolloutWorkflow``); ``None``: one job."""
     limits: Limits = field(default_factory=Limits)
     retry: RetrySpec = field(default_factory=RetrySpec)
     context: ContextSpec = field(default_factory=ContextSpec)
@@ -179,7 +237,7 @@ class SwarmJobSpec:
 
     def to_manifest_spec(self) -> dict[str, Any]:
         """The camelCase ``spec`` object of a manifest (inverse of :func:`parse_manifest`)."""
-        spec: dict[str, Any] = _camelize(dataclasses.asdict(self))
+        spec: dict[str, Any] = _camelize(self)
         return spec
 
 
@@ -355,8 +413,16 @@ def _camel(name: str) -> str:
 
 
 def _camelize(v: Any) -> Any:
+    """The manifest form of a spec value: field names camelCased, ``None`` left out; the
+    content of free-form objects (answer key rows) is kept as written."""
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {
+            _camel(f.name): _camelize(getattr(v, f.name))
+            for f in dataclasses.fields(v)
+            if getattr(v, f.name) is not None
+        }
     if isinstance(v, dict):
-        return {_camel(k): _camelize(x) for k, x in v.items() if x is not None}
+        return dict(v)
     if isinstance(v, list | tuple):
         return [_camelize(x) for x in v]
     if isinstance(v, StrEnum):

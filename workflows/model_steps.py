@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import zlib
 from typing import Any
 
 from temporalio import activity
@@ -179,6 +180,28 @@ class ModelStepActivities(ActivityResources):
             cache[job_uid] = found
         return found
 
+    _samplings: dict[str, tuple[float, int] | None]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._samplings = {}
+
+    async def _sampling(self, job_uid: str) -> tuple[float, int] | None:
+        """``(temperature, seed)`` of a rollout sample (its ``spec.rollout``), else ``None``:
+        a lone job samples greedily. Specs are immutable, so each job is read once."""
+        cache = self._samplings
+        if job_uid not in cache:
+            job = await self.ledger.get_job(job_uid)
+            rollout = (job.spec or {}).get("rollout") if job is not None else None
+            cache[job_uid] = (
+                (float(rollout.get("temperature", 1.0)), int(rollout.get("seed", 0)))
+                if isinstance(rollout, dict)
+                else None
+            )
+            if len(cache) > 10_000:
+                cache.pop(next(iter(cache)))
+        return cache[job_uid]
+
     async def _call_model(
         self,
         inp: ModelStepInput,
@@ -205,13 +228,21 @@ class ModelStepActivities(ActivityResources):
                 messages, specs, budget=int(budget / scale), keep_steps=context.keep_steps
             )
         choice = pool.tool_choice if specs else None
+        if pool.return_token_ids:
+            extra["return_token_ids"] = True
+            extra["logprobs"] = True
+        temperature = 0.0
+        sampling = await self._sampling(inp.job_uid)
+        if sampling is not None:
+            temperature = sampling[0]
+            extra["seed"] = _call_seed(sampling[1], inp.agent_id, inp.step)
         request = ChatRequest(
             model=model,
             messages=fit.messages,
             tools=specs or None,
             tool_choice="none" if inp.final_turn else choice,
             max_tokens=pool.max_output_tokens,
-            temperature=0.0,
+            temperature=temperature,
             extra_body=extra,
             prefix_key=f"{inp.job_uid}/{inp.agent_id}",
             replica_hint=last_replica(history),
@@ -244,6 +275,9 @@ class ModelStepActivities(ActivityResources):
                     latency_seconds=a.latency_seconds,
                     model_seconds=a.model_seconds,
                     started_at=a.started_at,
+                    prompt_token_ids=a.prompt_token_ids,
+                    completion_token_ids=a.completion_token_ids,
+                    logprobs=a.logprobs,
                 )
             )
 
@@ -336,3 +370,10 @@ def _guard(
         if all(call_signature(m) == signature for m in previous[-(n - 1) :]):
             return f"RepeatedToolCall: {signature[:200]} made {n} steps in a row"
     return None
+
+
+def _call_seed(sample_seed: int, agent_id: str, step: int) -> int:
+    """One seed per model call of a sample: agents of one sample draw apart, and a retried
+    call draws the same answer again."""
+    digest = zlib.crc32(f"{sample_seed}/{agent_id}/{step}".encode())
+    return digest & 0x7FFFFFFF

@@ -25,7 +25,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from kswarm.spec import RetrySpec
+    from kswarm.spec import RetrySpec, SwarmJobSpec
     from kswarm.tools import control as ctl
     from kswarm.workflows.activities import SwarmActivities, agent_id_for
     from kswarm.workflows.approvals import (
@@ -447,16 +447,29 @@ class SwarmWorkflow:
             if r.refusal:
                 self._reason = f"ModelRefused: {r.refusal}"
                 return
-            if self._budget == "maxTokens" or r.final:
+            if self._budget == "maxTokens" or self._over_critical_steps(spec) or r.final:
                 return
             await asyncio.gather(
                 _run_tools(inp.uid, agent_id, r, spec.retry, self._approvals),
                 self._run_stage(inp, agent_id, r, stage),
             )
-            if self._budget == "maxTokens":
+            if self._budget == "maxTokens" or self._over_critical_steps(spec):
                 return
             final_turn = self._budget is not None
         self._reason = f"MaxStepsExceeded: spec.orchestrator.maxSteps ({max_steps})"
+
+    def _over_critical_steps(self, spec: SwarmJobSpec) -> bool:
+        """End the job once its critical path passes ``spec.limits.maxCriticalSteps``."""
+        limit = spec.limits.max_critical_steps
+        if limit is None or self._status.critical_steps <= limit:
+            return False
+        if not workflow.patched("max-critical-steps"):
+            return False
+        self._reason = (
+            f"BudgetExceeded: spec.limits.maxCriticalSteps ({limit}) exceeded "
+            f"({self._status.critical_steps} critical steps)"
+        )
+        return True
 
     async def _run_stage(
         self, inp: SwarmJobInput, agent_id: str, r: ModelStepResult, stage: StageSummary

@@ -41,6 +41,7 @@ from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import TASK_QUEUE
 from kswarm.workflows.pool_workers import PoolWorkers, pool_worker
 from kswarm.workflows.pools_file import PoolsFile, follow_pools_file
+from kswarm.workflows.rollout import RolloutWorkflow
 from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
 from kswarm.workflows.tools_file import ServedTools, ToolsFile, follow_tools_file
 
@@ -77,7 +78,7 @@ def job_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SwarmWorkflow, SubagentWorkflow],
+        workflows=[SwarmWorkflow, SubagentWorkflow, RolloutWorkflow],
         activities=[
             activities.start_job,
             activities.finish_agent,
@@ -87,6 +88,7 @@ def job_worker(
             activities.run_tools,
             activities.await_approval,
             activities.decide_tool_call,
+            activities.score_rollout,
         ],
         **settings,
     )

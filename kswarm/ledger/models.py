@@ -151,6 +151,10 @@ class ModelCall(Base):
     latency_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     model_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     started_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Token ids and log-probabilities, when the pool asks for them (token-level exports).
+    prompt_token_ids: Mapped[list[int] | None] = mapped_column(JSONType, default=None)
+    completion_token_ids: Mapped[list[int] | None] = mapped_column(JSONType, default=None)
+    logprobs: Mapped[list[float] | None] = mapped_column(JSONType, default=None)
 
     __table_args__ = (
         # One row per attempt: a replayed activity cannot write an attempt twice.

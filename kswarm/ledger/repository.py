@@ -300,6 +300,14 @@ class Ledger:
             q = q.where(models.Job.phase == phase)
         return [r[0] for r in await self._read(q)]
 
+    async def list_group_jobs(self, group_uid: str) -> list[models.Job]:
+        """The sample jobs of rollout group ``group_uid`` (uids ``GROUP-sI``), by sample."""
+        prefix = group_uid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = select(models.Job).where(models.Job.uid.like(f"{prefix}-s%", escape="\\"))
+        jobs = [r[0] for r in await self._read(q)]
+        tail = len(group_uid) + 2
+        return sorted((j for j in jobs if j.uid[tail:].isdigit()), key=lambda j: int(j.uid[tail:]))
+
     # ------------------------------------------------------------------ agents and stages
 
     async def upsert_agents(self, agents: Sequence[AgentRecord]) -> None:

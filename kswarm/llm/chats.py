@@ -101,6 +101,12 @@ class Attempt:
     cached_tokens: int = 0
     model_seconds: float | None = None
     """Modelled seconds the simulator reports for the answer; ``None`` on vLLM."""
+    prompt_token_ids: list[int] | None = None
+    """Token ids of the prompt, when the server returned them (``return_token_ids``)."""
+    completion_token_ids: list[int] | None = None
+    """Token ids the model generated, when the server returned them."""
+    logprobs: list[float] | None = None
+    """Log-probability of each generated token, when the server returned them."""
 
 
 @dataclass(kw_only=True)
@@ -152,6 +158,12 @@ class Completion:
     response_id: str = ""
     model_seconds: float | None = None
     ttft_seconds: float | None = None
+    prompt_token_ids: list[int] | None = None
+    """Token ids of the prompt, when the server returned them (``return_token_ids``)."""
+    completion_token_ids: list[int] | None = None
+    """Token ids the model generated, when the server returned them."""
+    logprobs: list[float] | None = None
+    """Log-probability of each generated token, when the server returned them."""
 
 
 def check_tool_arguments(message: dict[str, Any]) -> None:
@@ -212,9 +224,30 @@ def parse_completion(raw: str, *, check_arguments: bool = True) -> Completion:
     )
     _usage(completion, data.get("usage"))
     _extra(completion, data)
+    _token_ids(completion, data, choice)
     if check_arguments:
         check_tool_arguments(message)
     return completion
+
+
+def _ints(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return list(value)
+    return None
+
+
+def _token_ids(completion: Completion, data: dict[str, Any], choice: dict[str, Any]) -> None:
+    """vLLM's ``prompt_token_ids`` and ``choices[0].token_ids`` (``return_token_ids``) and the
+    per-token ``logprobs.content[].logprob`` (``logprobs``), when present."""
+    completion.prompt_token_ids = _ints(data.get("prompt_token_ids"))
+    completion.completion_token_ids = _ints(choice.get("token_ids"))
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if isinstance(content, list):
+        values = [c.get("logprob") for c in content if isinstance(c, dict)]
+        numbers = [float(v) for v in values if isinstance(v, int | float)]
+        if numbers and len(numbers) == len(content):
+            completion.logprobs = numbers
 
 
 class StreamAssembler:

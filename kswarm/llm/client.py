@@ -286,6 +286,9 @@ class LLMClient:
             attempt.output_tokens = outcome.output_tokens
             attempt.cached_tokens = outcome.cached_tokens
             attempt.model_seconds = outcome.model_seconds
+            attempt.prompt_token_ids = outcome.prompt_token_ids
+            attempt.completion_token_ids = outcome.completion_token_ids
+            attempt.logprobs = outcome.logprobs
             return attempt, outcome
         outcome.pool, outcome.replica = pool.name, replica
         if attempt.outcome == "ok":

@@ -95,6 +95,7 @@ _FIELDS = {
     "contextWindow",
     "toolCallsInContent",
     "maxOutputTokens",
+    "returnTokenIds",
 }
 
 
@@ -121,6 +122,9 @@ class PoolConfig:
     """Total time one attempt may take, streaming included."""
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     """Time to open a connection to a replica."""
+    return_token_ids: bool = False
+    """Ask the servers for token ids and log-probabilities (vLLM's ``return_token_ids`` and
+    ``logprobs``) and record them per model call, for token-level training exports."""
     stream: bool = False
     """Model steps stream their answers: every call's time to first token is then measured
     and recorded (the dashboard's Pools page shows it); parsing the chunks costs the worker a
@@ -236,6 +240,8 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
         entry["toolCallsInContent"] = True
     if pool.max_output_tokens is not None:
         entry["maxOutputTokens"] = pool.max_output_tokens
+    if pool.return_token_ids:
+        entry["returnTokenIds"] = True
     return entry
 
 
@@ -339,6 +345,7 @@ def _parse_pool(item: Any, path: str, *, read_keys: bool = True) -> PoolConfig:
         "context_window": item.get("contextWindow"),
         "tool_calls_in_content": item.get("toolCallsInContent", False),
         "max_output_tokens": item.get("maxOutputTokens"),
+        "return_token_ids": item.get("returnTokenIds", False),
     }
     _validate(fields, path, camel=True)
     if fields["api_key_file"] is not None:
@@ -372,6 +379,7 @@ _CAMEL = {
     "context_window": "contextWindow",
     "tool_calls_in_content": "toolCallsInContent",
     "max_output_tokens": "maxOutputTokens",
+    "return_token_ids": "returnTokenIds",
 }
 
 
@@ -415,8 +423,9 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
     for key in ("request_timeout_seconds", "connect_timeout_seconds"):
         if not _positive_number(values[key]):
             raise ConfigError(f"{at(key)}: must be a number of seconds > 0, got {values[key]!r}")
-    if not isinstance(values.get("stream", False), bool):
-        raise ConfigError(f"{at('stream')}: must be true or false, got {values['stream']!r}")
+    for key in ("stream", "return_token_ids"):
+        if not isinstance(values.get(key, False), bool):
+            raise ConfigError(f"{at(key)}: must be true or false, got {values[key]!r}")
     choice = values.get("tool_choice", "auto")
     if choice not in TOOL_CHOICES:
         raise ConfigError(f"{at('tool_choice')}: must be one of auto, required, got {choice!r}")

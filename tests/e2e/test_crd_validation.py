@@ -235,6 +235,30 @@ INVALID = [
     ),
     pytest.param(
         None,
+        swarmjob("user-no-function", evaluation={"scorer": "user"}),
+        ["spec.evaluation.function must name the scorer as module:function"],
+        id="user-scorer-without-function",
+    ),
+    pytest.param(
+        None,
+        swarmjob("f1-no-key", evaluation={"scorer": "item-f1"}),
+        ["spec.evaluation.answerKey is required by the item-f1 and exact-match scorers"],
+        id="item-f1-without-answer-key",
+    ),
+    pytest.param(
+        None,
+        swarmjob("epoch-past-end", rollout={"samples": 2, "epoch": 3, "epochs": 3}),
+        ["spec.rollout.epoch counts from 0 and must be less than spec.rollout.epochs"],
+        id="rollout-epoch-past-the-end",
+    ),
+    pytest.param(
+        None,
+        swarmjob("zero-critical", limits={"maxCriticalSteps": 0}),
+        ["spec.limits.maxCriticalSteps", "greater than or equal to 1"],
+        id="max-critical-steps-0",
+    ),
+    pytest.param(
+        None,
         modelpool("zero-rps", simulator={}, rateLimit={"requestsPerSecond": 0}),
         ["spec.rateLimit.requestsPerSecond", "greater than 0"],
         id="pool-zero-rate-limit",
@@ -261,6 +285,27 @@ def test_invalid_manifest_is_refused(
             "get", kind, manifest["metadata"]["name"], "--ignore-not-found", "-o", "name"
         )
         assert got.stdout.strip() == "", f"refused object exists anyway: {got.stdout}"
+
+
+def test_a_rollout_job_keeps_its_answer_key_rows_and_gets_rollout_defaults(
+    control_plane: ControlPlane,
+) -> None:
+    name = _name("rollout")
+    rows = [{"entity": "Acme", "founded": 1990, "ceo": "Ann Lee"}]
+    evaluation = {"scorer": "item-f1", "answerKey": {"rows": rows}, "successThreshold": 0.9}
+    apply(control_plane, swarmjob(name, evaluation=evaluation, rollout={"samples": 4}))
+    got = json.loads(control_plane.kubectl("get", "swarmjob", name, "-o", "json").stdout)
+    spec = got["spec"]
+    assert spec["evaluation"]["answerKey"]["rows"] == rows  # free-form rows are not pruned
+    assert spec["rollout"] == {
+        "samples": 4,
+        "epoch": 0,
+        "epochs": 1,
+        "lambdaStart": 0.1,
+        "lambdaEnd": 0.0,
+        "temperature": 1.0,
+        "seed": 0,
+    }
 
 
 def test_valid_swarmjob_gets_defaults(control_plane: ControlPlane) -> None:
