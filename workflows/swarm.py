@@ -373,26 +373,18 @@ class SwarmWorkflow:
     ) -> SwarmJobResult:
         s = self._status
         s.phase, s.reason = phase, reason
-        critical = sum(st.main_steps + st.max_subagent_steps for st in s.stages)
-        speedup = round(s.total_steps / critical, 3) if critical else 0.0
-        model_seconds = sum(st.model_seconds for st in s.stages)
         wall = (workflow.now() - started).total_seconds()  # type: ignore[operator]
-        outcome = SwarmJobResult(
+        outcome = SwarmJobResult.of(
             name=inp.name,
             uid=inp.uid,
             phase=phase,
             reason=reason,
-            critical_steps=critical,
+            critical_steps=sum(st.main_steps + st.max_subagent_steps for st in s.stages),
             total_steps=s.total_steps,
-            speedup=speedup,
             stages=s.stages,
-            subagents_spawned=s.subagents_spawned,
-            subagents_succeeded=s.subagents_succeeded,
-            subagents_failed=s.subagents_failed,
-            model_seconds=model_seconds,
+            subagents=(s.subagents_spawned, s.subagents_succeeded, s.subagents_failed),
+            model_seconds=sum(st.model_seconds for st in s.stages),
             wall_seconds=wall,
-            quality=None,
-            result="",
             context_masked=s.context_masked,
             context_dropped=s.context_dropped,
         )
