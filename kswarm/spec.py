@@ -40,13 +40,17 @@ __all__ = [
     "Limits",
     "Mode",
     "OrchestratorSpec",
+    "Phase",
     "Profile",
     "RetrySpec",
+    "Role",
     "RolloutSpec",
     "Scorer",
     "SubagentSpec",
     "SwarmJobManifest",
     "SwarmJobSpec",
+    "ToolCallKind",
+    "ToolCallStatus",
     "load_manifest_file",
     "parse_manifest",
     "parse_spec",
@@ -65,6 +69,50 @@ class Mode(StrEnum):
     """An orchestrator spawns sub-agents that work in parallel."""
     SINGLE = "single"
     """One agent with the plain tools and no spawn tool: the baseline of every speedup."""
+
+
+class Phase(StrEnum):
+    """Where a job or an agent stands (``status.phase`` of a SwarmJob)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class Role(StrEnum):
+    """What an agent is in its job."""
+
+    ORCHESTRATOR = "orchestrator"
+    SUBAGENT = "subagent"
+    SINGLE = "single"
+    TEMPLATE = "template"
+    """A sub-agent defined by ``create_subagent``, instantiated by ``assign_task``."""
+
+
+class ToolCallKind(StrEnum):
+    """What a tool call of a step asks the workflow to do."""
+
+    TOOL = "tool"
+    """A plain tool to run."""
+    SPAWN = "spawn"
+    FINISH = "finish"
+    DONE = "done"
+    """Decided already (a stored result, or a control such as ``create_subagent``)."""
+    REFUSED = "refused"
+
+
+class ToolCallStatus(StrEnum):
+    """A tool call's row in the ledger."""
+
+    PENDING = "pending"
+    STARTED = "started"
+    AWAITING = "awaiting"
+    """Waiting for a human's approval."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
 
 
 class Profile(StrEnum):

@@ -25,7 +25,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from kswarm.spec import RetrySpec, SwarmJobSpec
+    from kswarm.spec import Mode, Phase, RetrySpec, Role, SwarmJobSpec, ToolCallKind
     from kswarm.tools import control as ctl
     from kswarm.workflows.activities import SwarmActivities, agent_id_for
     from kswarm.workflows.approvals import (
@@ -116,7 +116,7 @@ class Approvals:
     ) -> list[ToolCallResult]:
         """Wait for a decision on each of ``step``'s calls that needs one; record them. The
         denied calls' results (failed: the denial is the model's answer)."""
-        gated = [r for r in step.tool_calls if r.kind == "tool" and r.approval]
+        gated = [r for r in step.tool_calls if r.kind == ToolCallKind.TOOL and r.approval]
         if not gated or not workflow.patched(TOOL_APPROVAL):
             return []
         keys = {r.index: f"{agent_id}/{step.step}/{r.index}" for r in gated}
@@ -153,7 +153,7 @@ async def _run_tools(
     short: list[ToolCallInput] = []
     calls: list[Awaitable[Any]] = []
     for ref in step.tool_calls:
-        if ref.kind != "tool" or ref.index in skip:
+        if ref.kind != ToolCallKind.TOOL or ref.index in skip:
             continue
         inp = ToolCallInput(
             job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index, tool=ref.name
@@ -234,7 +234,7 @@ class SubagentWorkflow:
     @workflow.run
     async def run(self, inp: SubagentInput) -> AgentResult:
         result = AgentResult(
-            agent_id=inp.agent_id, status="Running", steps=0, tool_calls=0, model_seconds=0.0
+            agent_id=inp.agent_id, status=Phase.RUNNING, steps=0, tool_calls=0, model_seconds=0.0
         )
         try:
             final_turn = False
@@ -243,7 +243,7 @@ class SubagentWorkflow:
                     ModelStepInput(
                         job_uid=inp.job_uid,
                         agent_id=inp.agent_id,
-                        role="subagent",
+                        role=Role.SUBAGENT,
                         step=step,
                         pool=inp.pool,
                         model=inp.model,
@@ -261,12 +261,14 @@ class SubagentWorkflow:
                 result.context_dropped += r.context_dropped
                 if r.stop_reason:
                     result.error = r.stop_reason
-                result.tool_calls += sum(1 for t in r.tool_calls if t.kind in ("tool", "refused"))
+                result.tool_calls += sum(
+                    1 for t in r.tool_calls if t.kind in (ToolCallKind.TOOL, ToolCallKind.REFUSED)
+                )
                 if r.budget_exhausted == "maxTokens":
                     result.budget_exhausted = r.budget_exhausted
                     break
                 if r.refusal:
-                    result.status, result.error = "Failed", f"ModelRefused: {r.refusal}"
+                    result.status, result.error = Phase.FAILED, f"ModelRefused: {r.refusal}"
                     await _ledger(SwarmActivities.finish_agent, result)
                     return result
                 if r.final:
@@ -275,13 +277,13 @@ class SubagentWorkflow:
                 if r.budget_exhausted:
                     result.budget_exhausted = r.budget_exhausted
                     final_turn = True
-            result.status = "Failed" if result.error else "Succeeded"
+            result.status = Phase.FAILED if result.error else Phase.SUCCEEDED
         except (asyncio.CancelledError, ActivityError) as e:
             if not is_cancelled_exception(e):
-                result.status, result.error = "Failed", str(getattr(e, "cause", None) or e)
+                result.status, result.error = Phase.FAILED, str(getattr(e, "cause", None) or e)
                 await _ledger(SwarmActivities.finish_agent, result)
                 return result
-            result.status = "Cancelled"
+            result.status = Phase.CANCELLED
             await _ledger(SwarmActivities.finish_agent, result)
             raise asyncio.CancelledError from e
         await _ledger(SwarmActivities.finish_agent, result)
@@ -314,9 +316,9 @@ class SwarmWorkflow:
     async def run(self, inp: SwarmJobInput) -> SwarmJobResult:
         spec = inp.spec
         started = workflow.now()
-        role = "orchestrator" if spec.mode == "swarm" else "single"
+        role = Role.ORCHESTRATOR if spec.mode == Mode.SWARM else Role.SINGLE
         agent_id = agent_id_for(inp.uid, role)
-        self._status.phase = "Running"
+        self._status.phase = Phase.RUNNING
         await _ledger(
             SwarmActivities.start_job,
             StartJobInput(
@@ -328,7 +330,7 @@ class SwarmWorkflow:
                 role=role,
             ),
         )
-        phase, reason = "Succeeded", None
+        phase, reason = Phase.SUCCEEDED, None
         main = asyncio.create_task(self._orchestrate(inp, agent_id, role))
         try:
             deadline = spec.limits.deadline_seconds
@@ -339,7 +341,7 @@ class SwarmWorkflow:
             except TimeoutError:
                 main.cancel()
                 phase, reason = (
-                    "Failed",
+                    Phase.FAILED,
                     f"DeadlineExceeded: spec.limits.deadlineSeconds ({deadline}s)",
                 )
             try:
@@ -349,21 +351,21 @@ class SwarmWorkflow:
                     if isinstance(e, asyncio.CancelledError) or is_cancelled_exception(e):
                         raise asyncio.CancelledError from e
                     cause = getattr(e, "cause", None) or e
-                    phase, reason = "Failed", f"ModelCallFailed: {cause}"
+                    phase, reason = Phase.FAILED, f"ModelCallFailed: {cause}"
             if reason is None and self._budget is not None:
                 limit = getattr(spec.limits, _LIMIT_FIELDS[self._budget])
                 phase, reason = (
-                    "Failed",
+                    Phase.FAILED,
                     f"BudgetExceeded: spec.limits.{self._budget} ({limit}) reached",
                 )
             if reason is None and self._reason is not None:
-                phase, reason = "Failed", self._reason
+                phase, reason = Phase.FAILED, self._reason
         except asyncio.CancelledError:
             main.cancel()
             with contextlib.suppress(BaseException):
                 await main  # let every child finish its cancellation first
             await self._finish(
-                inp, agent_id, "Cancelled", "Cancelled: the job was cancelled", started
+                inp, agent_id, Phase.CANCELLED, "Cancelled: the job was cancelled", started
             )
             raise
         return await self._finish(inp, agent_id, phase, reason, started)
@@ -397,7 +399,7 @@ class SwarmWorkflow:
         spec = inp.spec
         s = self._status
         tools = list(spec.tools)
-        if role == "orchestrator":
+        if role == Role.ORCHESTRATOR:
             tools = [*ctl.CONTROL_TOOLS, *tools]
         max_steps = spec.orchestrator.max_steps
         final_turn = False
@@ -504,7 +506,7 @@ class SwarmWorkflow:
                         raise
                     return AgentResult(
                         agent_id=ref_agent,
-                        status="Failed",
+                        status=Phase.FAILED,
                         steps=0,
                         tool_calls=0,
                         model_seconds=0.0,
@@ -518,7 +520,7 @@ class SwarmWorkflow:
             s.total_steps += res.steps
             s.context_masked += res.context_masked
             s.context_dropped += res.context_dropped
-            if res.status == "Succeeded":
+            if res.status == Phase.SUCCEEDED:
                 s.subagents_succeeded += 1
             else:
                 s.subagents_failed += 1
