@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from kswarm.errors import KswarmError
 from kswarm.sim.config import SimConfig
 
 __all__ = [
@@ -37,7 +38,7 @@ ARGUMENT_PIECES = 4
 _HERMES_OVERHEAD_CHARS = len("<tool_call>\n\n</tool_call>")
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(KswarmError, ValueError):
     """The body is not a valid chat completion request; the message says why (HTTP 400)."""
 
 
