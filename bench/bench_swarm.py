@@ -84,7 +84,8 @@ async def subagent_ids(stack: Any, inp: SwarmJobInput) -> list[str]:
 
 
 async def history_sizes(stack: Any, inp: SwarmJobInput) -> dict[str, int]:
-    """Events and bytes of the orchestrator's history and of the largest child's."""
+    """Events and bytes of the orchestrator's history, of the largest child's, and of all the
+    job's histories together (what a Temporal cluster stores and replays per job)."""
     sizes: list[tuple[int, int]] = []
     for wid in [inp.workflow_id, *await subagent_ids(stack, inp)]:
         h = await stack.client.get_workflow_handle(wid).fetch_history()
@@ -95,6 +96,8 @@ async def history_sizes(stack: Any, inp: SwarmJobInput) -> dict[str, int]:
         "orchestrator_bytes": sizes[0][1],
         "largest_child_events": max(e for e, _ in children),
         "largest_child_bytes": max(b for _, b in children),
+        "job_events": sum(e for e, _ in sizes),
+        "job_bytes": sum(b for _, b in sizes),
     }
 
 
@@ -508,6 +511,7 @@ def _print_wide(w: dict[str, Any]) -> None:
         f"{h['orchestrator_bytes'] / 1e6:.2f} MB; largest child {h['largest_child_events']} "
         f"events, {h['largest_child_bytes'] / 1e6:.3f} MB (targets < 10,240 and < 10 MB)"
     )
+    print(f"  all the job's histories: {h['job_events']} events, {h['job_bytes'] / 1e6:.2f} MB")
     print(f"  worker peak RSS {w['worker_peak_rss_mib']:.0f} MiB (target <= 1024)")
     print(
         f"  CPU (worker + dev server) {w['cpu_seconds']:.1f} s: "
