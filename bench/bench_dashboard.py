@@ -52,27 +52,16 @@ async def run_wide_search(url: str, time_scale: float) -> str:
 
 def render_job_page(uid: str, *, cold: bool) -> tuple[float, Any]:
     import streamlit as st
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False  # as kswarm.dashboard.main serves it
-
-    PagesManager.__init__ = init  # type: ignore[method-assign]
-    try:
-        at = AppTest.from_file(APP, default_timeout=120).run()  # navigation registered
-        at.switch_page("pages/job.py")
-        at.query_params["job"] = uid
-        if cold:
-            st.cache_data.clear()
-        started = time.perf_counter()
-        at.run()
-        seconds = time.perf_counter() - started
-    finally:
-        PagesManager.__init__ = original  # type: ignore[method-assign]
+    at = AppTest.from_file(APP, default_timeout=120).run()  # navigation registered
+    at.switch_page("views/job.py")
+    at.query_params["job"] = uid
+    if cold:
+        st.cache_data.clear()
+    started = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - started
     if at.exception:
         raise RuntimeError([e.message for e in at.exception])
     return seconds, at

@@ -30,14 +30,8 @@ def streamlit_args(port: int | None = None, extra: Sequence[str] = ()) -> list[s
 
 def main(argv: Sequence[str] = ()) -> int:
     """Serve the dashboard in this process until interrupted; return the exit code."""
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
-    # A ``pages/`` folder beside the main script makes Streamlit (before any st.navigation has
-    # run) serve each file of it as a page of its own, without app.py. Ours is a package of
-    # st.Page scripts that app.py's st.navigation runs, so the first request of a fresh server
-    # must not take that path, whatever page it asks for.
-    PagesManager.uses_pages_directory = False
     try:
         cli.main(args=streamlit_args(extra=argv), prog_name="streamlit", standalone_mode=False)
     except SystemExit as e:

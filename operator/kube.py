@@ -1,6 +1,7 @@
 """The operator's own Kubernetes requests, beside kopf's: status patches from running jobs,
-the Deployments and Services of managed pools, the Secret a pool names for its API key, and the
-workers' pools ConfigMap and pool-keys Secret (with the list of ModelPools they are built from).
+the Deployments, Services and autoscalers of managed pools (and whether KEDA is installed), the
+Secret a pool names for its API key, and the workers' pools ConfigMap and pool-keys Secret
+(with the list of ModelPools they are built from).
 
 kopf watches and patches the objects it handles; everything else goes through here, so the
 requests the operator makes on its own are few, named, and easy to count. The official client
@@ -45,6 +46,9 @@ MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 T = TypeVar("T")
+
+SCALED_OBJECTS = ("keda.sh", "v1alpha1", "scaledobjects")
+"""Group, version and plural of KEDA's ScaledObject (a custom resource: no typed client)."""
 
 
 class KubeError(KswarmError):
@@ -109,6 +113,8 @@ class KubeApi:
         self.custom = client.CustomObjectsApi(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
+        self.extensions = client.ApiextensionsV1Api(api_client)
         self.requests = 0
 
     @classmethod
@@ -212,39 +218,83 @@ class KubeApi:
 
     # ------------------------------------------------------------------ children of pools
 
-    async def apply(self, obj: Mapping[str, Any]) -> None:
-        """Server-side apply a Deployment, Service, ConfigMap or Secret we own (creates it when
-        missing)."""
+    async def apply(
+        self, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER, force: bool = True
+    ) -> None:
+        """Server-side apply a Deployment, Service, ConfigMap, Secret, HorizontalPodAutoscaler
+        or KEDA ScaledObject we own (creates it when missing).
+
+        ``force`` takes fields over from other managers; without it a field that another
+        manager holds at another value is a conflict (:class:`KubeRefused`, HTTP 409).
+        """
         kind = obj["kind"]
         meta = obj["metadata"]
+        what = f"apply {kind} {meta['namespace']}/{meta['name']}"
+        options = {"field_manager": field_manager, "force": force, "_content_type": APPLY_PATCH}
+        if kind == "ScaledObject":
+            group, version, plural = SCALED_OBJECTS
+            await self._call(
+                what,
+                self.custom.patch_namespaced_custom_object,
+                group,
+                version,
+                meta["namespace"],
+                plural,
+                meta["name"],
+                dict(obj),
+                **options,
+            )
+            return
         fn = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
             "ConfigMap": self.core.patch_namespaced_config_map,
             "Secret": self.core.patch_namespaced_secret,
+            "HorizontalPodAutoscaler": self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
         }[kind]
-        await self._call(
-            f"apply {kind} {meta['namespace']}/{meta['name']}",
-            fn,
-            meta["name"],
-            meta["namespace"],
-            dict(obj),
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_PATCH,
-        )
+        await self._call(what, fn, meta["name"], meta["namespace"], dict(obj), **options)
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete a Deployment or Service; ``False`` when it was already gone."""
-        fn = {
-            "Deployment": self.apps.delete_namespaced_deployment,
-            "Service": self.core.delete_namespaced_service,
-        }[kind]
+        """Delete a Deployment, Service, HorizontalPodAutoscaler or KEDA ScaledObject; ``False``
+        when it was already gone (or, for a ScaledObject, when KEDA is not installed)."""
+        what = f"delete {kind} {namespace}/{name}"
         try:
-            await self._call(f"delete {kind} {namespace}/{name}", fn, name, namespace)
+            if kind == "ScaledObject":
+                group, version, plural = SCALED_OBJECTS
+                await self._call(
+                    what,
+                    self.custom.delete_namespaced_custom_object,
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                )
+                return True
+            fn = {
+                "Deployment": self.apps.delete_namespaced_deployment,
+                "Service": self.core.delete_namespaced_service,
+                "HorizontalPodAutoscaler": (
+                    self.autoscaling.delete_namespaced_horizontal_pod_autoscaler
+                ),
+            }[kind]
+            await self._call(what, fn, name, namespace)
         except KubeNotFound:
             return False
         return True
+
+    async def crd_established(self, name: str) -> bool:
+        """Whether the CustomResourceDefinition ``name`` exists and is served."""
+        try:
+            crd = await self._call(
+                f"read CustomResourceDefinition {name}",
+                self.extensions.read_custom_resource_definition,
+                name,
+            )
+        except KubeNotFound:
+            return False
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     # ------------------------------------------------------------------ secrets
 

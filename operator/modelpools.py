@@ -4,11 +4,11 @@ Three modes, chosen by the spec (the CRD allows exactly one):
 
 * managed (``spec.replicas``): a vLLM Deployment and a Service (see ``deployments``), applied
   on create, on change and on operator start; their readiness comes from the Deployment's own
-  status, followed by watching the Deployments the operator owns.
+  status, followed by watching the Deployments the operator owns. With ``spec.autoscaling``,
+  an HPA or a KEDA ScaledObject (see ``autoscalers``) sizes the Deployment instead.
 * simulator (``spec.simulator``): the same with ``kswarm sim``.
-* endpoint (``spec.endpoint``): nothing to run; a timer asks the server ``GET /v1/models``
-  (what vLLM and ``kswarm sim`` answer): Ready when the pool's model is listed, Degraded when
-  the server lists other models, Failed when it does not answer or refuses.
+* endpoint (``spec.endpoint``): nothing to run; the timer of ``endpoint_probes`` asks the
+  server whether it serves the pool's model.
 
 The pool index (``pool_index``) is how SwarmJobs learn which pools exist without asking the API
 server: kopf fills it from its own watch of ModelPools. Every ModelPool event also asks the
@@ -20,32 +20,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-import httpx
 import kopf
 
+from kswarm.operator import autoscalers
 from kswarm.operator import deployments as children
 from kswarm.operator import status as job_status
-from kswarm.operator.kube import KubeError, KubeNotFound, KubeRetryable
-from kswarm.operator.runtime import runtime_of
+from kswarm.operator.bodies import DeploymentSpec, DeploymentStatus, ModelPool, ModelPoolStatus
+from kswarm.operator.kube import KubeError, KubeNotFound, KubeRefused, KubeRetryable
+from kswarm.operator.runtime import Runtime, runtime_of
 
 __all__ = [
     "GROUP",
     "PLURAL",
+    "REPLICAS_MANAGER",
     "VERSION",
-    "ProbeResult",
     "apply_pool",
-    "base_url",
     "deployment_changed",
     "index_pool",
     "pool_changed",
     "pool_status_from_deployment",
-    "pool_status_from_probe",
-    "probe_endpoint",
-    "probe_pool",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,32 +75,53 @@ async def apply_pool(
     old: Mapping[str, Any] | None = None,
     **_: Any,
 ) -> None:
-    """Create or update the Deployment and Service of a managed or simulator pool."""
+    """Create or update the Deployment and Service of a managed or simulator pool, and the
+    autoscaler of an autoscaled one; remove what the pool no longer has."""
     rt = runtime_of(memo)
+    pool = cast(ModelPool, body)  # checked by the API server against the CRD
     mode = children.pool_mode(spec)
     generation = meta.get("generation")
-    objects = children.render_children(body, image=rt.config.image)
+    objects = children.render_children(pool, image=rt.config.image)
+    child = children.child_name(name)
+    old_spec = (old or {}).get("spec") or {}
+    had_children = bool(old_spec) and children.pool_mode(old_spec) != "endpoint"
     try:
+        scaler = await _autoscaler(rt, pool) if children.autoscaled(spec) else None
+        size = int(spec.get("replicas") or 0)
+        handed = scaler is not None and await _hand_over_replicas(rt, namespace, child, size)
         for obj in objects:
             await rt.api.apply(obj)
-        old_spec = (old or {}).get("spec") or {}
-        if not objects and old_spec and children.pool_mode(old_spec) != "endpoint":
+        if scaler is not None:
+            if not handed:  # a new Deployment: it starts at spec.replicas all the same
+                await _hand_over_replicas(rt, namespace, child, size)
+            await rt.api.apply(scaler)
+        if objects or had_children:
+            for unused in (autoscalers.HPA, autoscalers.SCALED_OBJECT):
+                if scaler is None or scaler["kind"] != unused:
+                    await rt.api.delete(unused, namespace, child)
+        if not objects and had_children:
             for kind in ("Deployment", "Service"):
-                await rt.api.delete(kind, namespace, children.child_name(name))
+                await rt.api.delete(kind, namespace, child)
     except KubeRetryable as e:
         raise kopf.TemporaryError(str(e), delay=5) from e
     except KubeError as e:
         kopf.event(body, type="Warning", reason="ApplyFailed", message=str(e))
         raise kopf.PermanentError(str(e)) from e
     if objects:
-        log.info("pool applied namespace=%s name=%s mode=%s", namespace, name, mode)
+        log.info(
+            "pool applied namespace=%s name=%s mode=%s autoscaler=%s",
+            namespace,
+            name,
+            mode,
+            scaler["kind"] if scaler else "-",
+        )
         if not status.get("phase"):
             patch.status.update(
                 pool_status_from_deployment(
                     spec,
                     name,
                     namespace,
-                    desired=int(objects[0]["spec"]["replicas"]),
+                    desired=int(objects[0]["spec"].get("replicas", spec.get("replicas", 1))),
                     ready=0,
                     old_conditions=None,
                     now=rt.now(),
@@ -113,6 +130,49 @@ async def apply_pool(
             )
         else:
             patch.status["observedGeneration"] = generation
+
+
+async def _autoscaler(rt: Runtime, pool: ModelPool) -> dict[str, Any]:
+    """The autoscaler of an autoscaled pool: KEDA's ScaledObject where KEDA is installed (asked
+    at every apply, so a pool applied after KEDA's arrival switches), else an HPA."""
+    keda = await rt.api.crd_established(autoscalers.KEDA_CRD)
+    return autoscalers.render_autoscaler(
+        pool,
+        kind=autoscalers.SCALED_OBJECT if keda else autoscalers.HPA,
+        prometheus_url=rt.config.prometheus_url,
+    )
+
+
+REPLICAS_MANAGER = "kswarm-operator-replicas"
+"""The field manager that hands an autoscaled Deployment's ``replicas`` over to its autoscaler."""
+
+
+async def _hand_over_replicas(rt: Runtime, namespace: str, deployment: str, replicas: int) -> bool:
+    """Let an autoscaler take a Deployment's ``replicas`` without a dip.
+
+    The operator's own apply omits the field once a pool is autoscaled; had it been the only
+    manager of the field, the API server would reset it to 1. So a second manager applies the
+    current size first (Kubernetes' documented way to transfer ownership to an HPA), without
+    force: once the autoscaler has set the field itself, the apply is a conflict and changes
+    nothing. ``False`` when the Deployment does not exist yet.
+    """
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment, "namespace": namespace},
+        "spec": {"replicas": replicas},
+    }
+    try:
+        await rt.api.apply(body, field_manager=REPLICAS_MANAGER, force=False)
+    except KubeNotFound:
+        return False
+    except KubeRefused as e:
+        if e.status == 409:  # the autoscaler holds the field: its size stands
+            return True
+        if e.status == 422:  # no such Deployment: an apply of the one field cannot create it
+            return False
+        raise
+    return True
 
 
 def pool_status_from_deployment(
@@ -176,20 +236,21 @@ async def deployment_changed(
     if pool is None or (namespace, pool) not in pool_index:
         return
     rt = runtime_of(memo)
+    deployment, observed = cast(DeploymentSpec, spec), cast(DeploymentStatus, status)
     known: Mapping[str, Any] = next(iter(pool_index[(namespace, pool)]), {})
-    old = dict(known.get("status") or {})
-    ready = 0 if type == "DELETED" else int(status.get("readyReplicas") or 0)
+    old = cast(ModelPoolStatus, dict(known.get("status") or {}))
+    ready = 0 if type == "DELETED" else int(observed.get("readyReplicas") or 0)
     fresh = pool_status_from_deployment(
         {},
         pool,
         namespace,
-        desired=int(spec.get("replicas", 1) or 0),
+        desired=int(deployment.get("replicas", 1) or 0),
         ready=ready,
         old_conditions=old.get("conditions"),
         now=rt.now(),
         generation=old.get("observedGeneration"),
     )
-    delta = job_status.changed_fields(old, fresh)
+    delta = job_status.changed_fields(cast(Mapping[str, Any], old), fresh)
     if not delta:
         return
     try:
@@ -203,127 +264,3 @@ async def deployment_changed(
         ready,
         fresh["phase"],
     )
-
-
-# --------------------------------------------------------------------------- endpoint pools
-
-
-PROBE_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    reachable: bool
-    models: tuple[str, ...]
-    message: str
-    http_status: int | None = None
-
-
-def base_url(endpoint: str) -> str:
-    """``http://host:8000/v1/`` -> ``http://host:8000``: the form the kswarm client takes."""
-    url = endpoint.rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
-async def probe_endpoint(
-    endpoint: str,
-    *,
-    api_key: str | None = None,
-    seconds: float = PROBE_TIMEOUT_SECONDS,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> ProbeResult:
-    url = f"{base_url(endpoint)}/v1/models"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        async with httpx.AsyncClient(timeout=seconds, transport=transport) as http:
-            resp = await http.get(url, headers=headers)
-    except httpx.HTTPError as e:
-        return ProbeResult(False, (), f"GET {url} failed: {type(e).__name__}: {e}".strip(": "))
-    if resp.status_code in (401, 403):
-        hint = "" if api_key else "; name the key's Secret in spec.apiKeySecret"
-        return ProbeResult(False, (), f"GET {url}: HTTP {resp.status_code}{hint}", resp.status_code)
-    if resp.status_code != 200:
-        return ProbeResult(False, (), f"GET {url}: HTTP {resp.status_code}", resp.status_code)
-    try:
-        data = resp.json().get("data", [])
-        models = tuple(str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id"))
-    except (ValueError, AttributeError):
-        return ProbeResult(False, (), f"GET {url}: not an OpenAI model list", 200)
-    return ProbeResult(True, models, f"{url} serves {', '.join(models) or 'no model'}", 200)
-
-
-def pool_status_from_probe(
-    spec: Mapping[str, Any],
-    probe: ProbeResult,
-    *,
-    old_conditions: Any,
-    now: datetime,
-    generation: int | None,
-) -> dict[str, Any]:
-    """The status of an endpoint pool after one probe."""
-    model = str(spec.get("model", ""))
-    endpoint = str(spec["endpoint"])
-    if not probe.reachable:
-        phase, ready, reason = "Failed", 0, "EndpointUnreachable"
-        message = probe.message
-    elif probe.models and model not in probe.models:
-        phase, ready, reason = "Degraded", 0, "ModelNotServed"
-        message = f"{probe.message}; not {model!r}"
-    else:
-        phase, ready, reason = "Ready", 1, "EndpointReachable"
-        message = probe.message
-    cond = {
-        "type": "Ready",
-        "status": "True" if phase == "Ready" else "False",
-        "reason": reason,
-        "message": message,
-    }
-    return {
-        "phase": phase,
-        "readyReplicas": ready,
-        "endpoints": [base_url(endpoint)] if ready else [],
-        "observedGeneration": generation,
-        "conditions": job_status.set_conditions(
-            old_conditions, [cond], now=now, generation=generation
-        ),
-    }
-
-
-async def probe_pool(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    namespace: str,
-    name: str,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    """Timer of endpoint pools: probe the server and report what it said."""
-    rt = runtime_of(memo)
-    api_key = None
-    secret = spec.get("apiKeySecret")
-    if secret:
-        try:
-            api_key = await rt.api.read_secret_value(
-                namespace, str(secret["name"]), str(secret.get("key", "api-key"))
-            )
-            api_key = api_key.strip() or None  # as the workers read it (see workerpools)
-        except (KubeError, UnicodeDecodeError) as e:
-            log.warning("pool secret unreadable namespace=%s name=%s error=%s", namespace, name, e)
-    probe = await probe_endpoint(str(spec["endpoint"]), api_key=api_key)
-    fresh = pool_status_from_probe(
-        spec,
-        probe,
-        old_conditions=status.get("conditions"),
-        now=rt.now(),
-        generation=meta.get("generation"),
-    )
-    delta = job_status.changed_fields(dict(status), fresh)
-    if delta:
-        patch.status.update(delta)
-        if delta.get("phase"):
-            kind = "Normal" if fresh["phase"] == "Ready" else "Warning"
-            kopf.event(body, type=kind, reason=f"Pool{fresh['phase']}", message=probe.message)
-            log.info("pool probed namespace=%s name=%s phase=%s", namespace, name, fresh["phase"])

@@ -1,11 +1,12 @@
 """``kswarm operator``: which kopf handler reacts to what, and the process that runs them.
 
-Handlers are plain functions in ``swarmjobs`` and ``modelpools``; they are registered here on a
-registry of their own (not kopf's global one), with the intervals of the given config, so a
-test or a second operator in one process gets exactly what it asks for. The operator serves the
-whole cluster unless ``KSWARM_WATCH_NAMESPACES`` names namespaces, and always runs standalone
-(no kopf peering objects): ``deploy/`` runs one replica with the Recreate strategy, so two
-operators never handle the same object.
+Handlers are plain functions in ``swarmjobs``, ``watching``, ``modelpools`` and
+``endpoint_probes``; they are registered here on a registry of their own (not kopf's global
+one), with the intervals of the given config, so a test or a second operator in one process gets
+exactly what it asks for. The operator serves the whole cluster unless
+``KSWARM_WATCH_NAMESPACES`` names namespaces, and always runs standalone (no kopf peering
+objects): ``deploy/`` runs one replica with the Recreate strategy, so two operators never
+handle the same object.
 
 kopf settings chosen at startup, and why:
 
@@ -14,7 +15,9 @@ kopf settings chosen at startup, and why:
 * the finalizer is ``kswarm.dev/finalizer``;
 * kopf posts no Events of its own (its retry messages would flood ``kubectl describe``); the
   handlers post the milestones explicitly;
-* watches time out on the server side, so a silently dropped connection cannot stall them.
+* watches time out on the server side, so a silently dropped connection cannot stall them;
+* a deletion waits up to 2 s for the object's daemons to exit within its own pass (they exit
+  at once), so the finalizer is released in that pass and the deletion handler runs once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import kopf
 
 from kswarm.operator import deployments as children
-from kswarm.operator import modelpools, swarmjobs
+from kswarm.operator import endpoint_probes, modelpools, swarmjobs, toolservers, watching
 from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
 __all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
@@ -60,6 +63,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
+    # A job's daemon exits as soon as it is told to stop; give it that moment inside the
+    # deletion's own pass, so the finalizer goes in that pass and the deletion handler runs once.
+    settings.background.instant_exit_timeout = 2.0
 
 
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -121,7 +127,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         backoff=config.status_interval,
         cancellation_backoff=config.status_interval + 1.0,
         cancellation_timeout=2.0,
-    )(_handler(swarmjobs.watch_job))
+    )(_handler(watching.watch_job))
     kopf.on.delete(*SWARMJOBS, id="cancel", registry=registry, retries=10, backoff=3)(
         _handler(swarmjobs.cancel_job)
     )
@@ -142,7 +148,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         registry=registry,
         when=_endpoint_pool,
         interval=config.pool_probe_interval,
-    )(_handler(modelpools.probe_pool))
+    )(_handler(endpoint_probes.probe_pool))
+    toolservers.register(registry, probe_interval=config.pool_probe_interval)
     return registry
 
 
@@ -152,8 +159,14 @@ LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
 
 def _configure_logging() -> None:
+    """Logging as ``KSWARM_LOG_LEVEL`` says (default INFO), in the operator's key-value format.
+
+    ``force``: ``kswarm operator`` (what deploy/ runs) has already set the root logger up at
+    the CLI's level, and a plain ``basicConfig`` would then do nothing, leaving the operator
+    silent below WARNING ("operator started", "job finished" never logged).
+    """
     level = os.environ.get("KSWARM_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=LOG_FORMAT)
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=LOG_FORMAT, force=True)
     # kopf says "Handler ... succeeded" for every pass of every handler: keep its warnings only.
     kopf_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
     logging.getLogger("kopf").setLevel(kopf_level)

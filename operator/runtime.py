@@ -35,6 +35,8 @@ read ``os.environ`` themselves and a test can build a config directly::
     KSWARM_CANCEL_TIMEOUT        seconds a deletion waits for the cancelled workflow (default 30)
     KSWARM_POOL_PROBE_INTERVAL   seconds between two probes of an endpoint pool (default 10)
     KSWARM_IMAGE                 image of simulator pools (default ghcr.io/kswarm/kswarm:0.1.0)
+    KSWARM_PROMETHEUS_URL        Prometheus that KEDA asks for an autoscaled pool's queue
+                                 (default http://prometheus-operated.monitoring.svc:9090)
     KSWARM_OPERATOR_HEALTH       liveness endpoint, e.g. http://0.0.0.0:8080/healthz (default off)
 """
 
@@ -53,13 +55,10 @@ from temporalio.client import Client
 from kswarm.config import Settings
 from kswarm.errors import ConfigError, LedgerError
 from kswarm.ledger import JobCounters, Ledger
+from kswarm.operator.autoscalers import DEFAULT_PROMETHEUS_URL
 from kswarm.operator.kube import KubeApi
-from kswarm.operator.workerpools import (
-    DEFAULT_CONFIGMAP,
-    DEFAULT_KEYS_DIR,
-    DEFAULT_KEYS_SECRET,
-    PoolPublisher,
-)
+from kswarm.operator.pools_document import DEFAULT_KEYS_DIR
+from kswarm.operator.workerpools import DEFAULT_CONFIGMAP, DEFAULT_KEYS_SECRET, PoolPublisher
 from kswarm.sim import demo_tools
 from kswarm.telemetry import temporal_plugins
 
@@ -164,6 +163,8 @@ class OperatorConfig:
     """Seconds between two probes of an endpoint pool."""
     image: str = DEFAULT_IMAGE
     """Image that runs ``kswarm sim`` for simulator pools."""
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL
+    """The Prometheus a KEDA ScaledObject of an autoscaled pool reads the queue from."""
     liveness_endpoint: str | None = None
     """kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``; ``None``: off."""
     clock: Clock = utc_now
@@ -193,6 +194,7 @@ class OperatorConfig:
             cancel_timeout=_seconds(env, "KSWARM_CANCEL_TIMEOUT", 30.0),
             pool_probe_interval=_seconds(env, "KSWARM_POOL_PROBE_INTERVAL", 10.0),
             image=env.get("KSWARM_IMAGE", "").strip() or DEFAULT_IMAGE,
+            prometheus_url=env.get("KSWARM_PROMETHEUS_URL", "").strip() or DEFAULT_PROMETHEUS_URL,
             liveness_endpoint=env.get("KSWARM_OPERATOR_HEALTH", "").strip() or None,
         )
 

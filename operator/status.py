@@ -92,23 +92,15 @@ def set_conditions(
 
 def result_from_job_status(name: str, uid: str, js: JobStatus) -> SwarmJobResult:
     """The live counters of a running job in the shape of a result, for :func:`build_report`."""
-    speedup = round(js.total_steps / js.critical_steps, 3) if js.critical_steps else 0.0
-    return SwarmJobResult(
+    return SwarmJobResult.of(
         name=name,
         uid=uid,
         phase="Running",
         reason=js.reason,
         critical_steps=js.critical_steps,
         total_steps=js.total_steps,
-        speedup=speedup,
         stages=list(js.stages),
-        subagents_spawned=js.subagents_spawned,
-        subagents_succeeded=js.subagents_succeeded,
-        subagents_failed=js.subagents_failed,
-        model_seconds=0.0,
-        wall_seconds=0.0,
-        quality=None,
-        result="",
+        subagents=(js.subagents_spawned, js.subagents_succeeded, js.subagents_failed),
     )
 
 

@@ -155,18 +155,18 @@ async def closed_result(
     total = (job.total_steps if job else None) or 0
     report = (job.report if job else None) or {}
     sub = report.get("subagents", {}) if isinstance(report, dict) else {}
-    return SwarmJobResult(
+    return SwarmJobResult.of(
         name=name,
         uid=uid,
         phase=phase,
         reason=reason,
         critical_steps=critical,
         total_steps=total,
-        speedup=(job.speedup if job and job.speedup else 0.0),
-        stages=[],
-        subagents_spawned=int(sub.get("spawned", 0)),
-        subagents_succeeded=int(sub.get("succeeded", 0)),
-        subagents_failed=int(sub.get("failed", 0)),
+        subagents=(
+            int(sub.get("spawned", 0)),
+            int(sub.get("succeeded", 0)),
+            int(sub.get("failed", 0)),
+        ),
         model_seconds=(job.model_seconds if job and job.model_seconds else 0.0),
         wall_seconds=(job.wall_seconds if job and job.wall_seconds else 0.0),
         quality=job.quality if job else None,

@@ -1,5 +1,10 @@
 """Fixtures shared by every test tree.
 
+``temporal``: one real Temporal dev server for the session, started the first time a test asks
+for it and shared by every folder (each test uses its own task queue and workflow ids). A test
+that stops or restarts its server starts a private one with ``kswarm.devserver.start_dev_server``
+in its own ``tmp_path`` instead (the e2e backend does: it owns its server's lifetime).
+
 ``postgres_url``: a real PostgreSQL for the session. ``KSWARM_TEST_POSTGRES_URL`` names one that
 is already running (``.ci/run`` starts one cluster for the whole run with ``hack/pg.sh``);
 without it, a throwaway cluster starts in a temporary directory and stops at the end. It is
@@ -12,10 +17,12 @@ import contextlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from kswarm.devserver import DevServer, start_dev_server
 
 REPO = Path(__file__).resolve().parents[1]
 PG_SH = REPO / "hack" / "pg.sh"
@@ -62,3 +69,10 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         pg_sh("stop", directory)
+
+
+@pytest.fixture(scope="session")
+async def temporal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevServer]:
+    """The session's Temporal dev server."""
+    async with start_dev_server(tmp_path_factory.mktemp("temporal")) as server:
+        yield server

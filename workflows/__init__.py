@@ -11,11 +11,15 @@ from kswarm.workflows.inputs import (
     SwarmJobInput,
     SwarmJobResult,
 )
+from kswarm.workflows.rollout import RolloutInput, RolloutResult, RolloutWorkflow
 from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
 
 __all__ = [
     "TASK_QUEUE",
     "JobStatus",
+    "RolloutInput",
+    "RolloutResult",
+    "RolloutWorkflow",
     "StageSummary",
     "SubagentWorkflow",
     "SwarmJobInput",

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
 
 from temporalio import activity
 
 from kswarm.ledger import AgentRecord, StageRecord, ToolCallKey
 from kswarm.ledger.repository import utcnow
+from kswarm.rollouts import StageShape, collapse_metrics, is_success
 from kswarm.tools import control as ctl
-from kswarm.workflows.evaluation import evaluate
+from kswarm.workflows.evaluation import Evaluation, evaluate_answer
 from kswarm.workflows.inputs import (
     AgentResult,
     FinishJobInput,
     SpawnResultInput,
     StageSummary,
     StartJobInput,
+    SwarmJobResult,
 )
 from kswarm.workflows.resources import ActivityResources
 
@@ -79,14 +84,12 @@ class BookkeepingActivities(ActivityResources):
     @activity.defn(name="finish_agent")
     async def finish_agent(self, result: AgentResult) -> None:
         history = await self.ledger.get_messages(result.agent_id)
-        answer = next(
-            (
-                str(m.get("content") or "")
-                for m in reversed(history)
-                if m.get("role") == "assistant"
-            ),
-            "",
+        last: dict[str, Any] = next(
+            (m for m in reversed(history) if m.get("role") == "assistant"), {}
         )
+        answer = answer_call(last)
+        if answer is None:
+            answer = str(last.get("content") or "")
         await self.ledger.update_agent(
             result.agent_id,
             status=result.status,
@@ -115,7 +118,9 @@ class BookkeepingActivities(ActivityResources):
         out = inp.outcome
         job = await self.ledger.get_job(out.uid)
         answer = await self._final_answer(inp.final_agent_id)
-        quality = evaluate(job.spec, answer) if job is not None else None
+        evaluation = evaluate_answer(job.spec, answer) if job is not None else None
+        quality = evaluation.quality if evaluation is not None else None
+        plan = await self._plan_report(out, evaluation, job.spec if job is not None else {})
         await self.ledger.finish_job(
             out.uid,
             phase=out.phase,
@@ -134,6 +139,8 @@ class BookkeepingActivities(ActivityResources):
                     "succeeded": out.subagents_succeeded,
                     "failed": out.subagents_failed,
                 },
+                "context": {"masked": out.context_masked, "dropped": out.context_dropped},
+                **plan,
             },
         )
         await asyncio.gather(*(self._record_stage(out.uid, st) for st in out.stages))
@@ -143,12 +150,56 @@ class BookkeepingActivities(ActivityResources):
         await self.ledger.flush()
         return answer[:RESULT_PREVIEW_CHARS], quality
 
+    async def _plan_report(
+        self, out: SwarmJobResult, evaluation: Evaluation | None, spec: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What a rollout's reward and the collapse check need: finished sub-agents per stage,
+        the evaluation's success, and the serial-collapse metrics."""
+        finished: dict[int, int] = {}
+        for a in await self.ledger.list_agents(out.uid):
+            if a.role == "subagent" and a.status == "Succeeded" and a.stage is not None:
+                finished[a.stage] = finished.get(a.stage, 0) + 1
+        collapse = collapse_metrics(
+            [StageShape(st.subagents, st.max_subagent_steps) for st in out.stages],
+            critical_steps=out.critical_steps,
+            items=evaluation.items if evaluation is not None else None,
+            max_concurrent=int((spec.get("subagents") or {}).get("maxConcurrent") or 1),
+        )
+        report: dict[str, Any] = {
+            "finishedPerStage": [finished.get(st.stage, 0) for st in out.stages if st.subagents],
+            "collapse": collapse.to_dict(),
+        }
+        if evaluation is not None:
+            report["evaluation"] = {
+                "quality": evaluation.quality,
+                "success": is_success(out.phase, evaluation.quality, evaluation.success_threshold),
+                "successThreshold": evaluation.success_threshold,
+                "error": evaluation.error,
+            }
+        return report
+
     async def _final_answer(self, agent_id: str) -> str:
+        # The orchestrator's answer is its finish call's; a single agent's, its answer call's.
         for call in reversed(await self.ledger.get_tool_calls(agent_id)):
-            if call.tool == ctl.FINISH and isinstance(call.arguments, dict):
+            if call.tool in (ctl.FINISH, ctl.ANSWER) and isinstance(call.arguments, dict):
                 return str(call.arguments.get("answer", ""))
         history = await self.ledger.get_messages(agent_id)
         for m in reversed(history):
             if m.get("role") == "assistant" and not m.get("tool_calls"):
                 return str(m.get("content") or "")
         return ""
+
+
+def answer_call(message: dict[str, Any]) -> str | None:
+    """The answer an assistant message gives through an ``answer`` (or ``finish``) call, the
+    way agents end when their pool has ``toolChoice: required``; ``None`` when it makes none."""
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and function.get("name") in (ctl.ANSWER, ctl.FINISH):
+            try:
+                args = json.loads(function.get("arguments") or "{}")
+            except ValueError:
+                continue
+            if isinstance(args, dict) and "answer" in args:
+                return str(args["answer"])
+    return None

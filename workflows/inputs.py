@@ -31,6 +31,7 @@ __all__ = [
     "ToolCallRef",
     "ToolCallResult",
     "pool_task_queue",
+    "speedup",
 ]
 
 TASK_QUEUE = "kswarm"
@@ -89,6 +90,59 @@ class SwarmJobResult:
     quality: float | None
     result: str
     """The final answer, truncated; the whole answer is in the ledger."""
+    context_masked: int = 0
+    """Tool results context management masked in prompts, all agents together."""
+    context_dropped: int = 0
+    """Messages context management dropped from prompts, all agents together."""
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        name: str,
+        uid: str,
+        phase: str,
+        reason: str | None,
+        critical_steps: int,
+        total_steps: int,
+        stages: list[StageSummary] | None = None,
+        subagents: tuple[int, int, int] = (0, 0, 0),
+        model_seconds: float = 0.0,
+        wall_seconds: float = 0.0,
+        quality: float | None = None,
+        result: str = "",
+        context_masked: int = 0,
+        context_dropped: int = 0,
+    ) -> SwarmJobResult:
+        """The one way a result is built (by the workflow, from a live status, from the
+        ledger): ``speedup`` follows from the steps; ``subagents`` is (spawned, succeeded,
+        failed)."""
+        spawned, succeeded, failed = subagents
+        return cls(
+            name=name,
+            uid=uid,
+            phase=phase,
+            reason=reason,
+            critical_steps=critical_steps,
+            total_steps=total_steps,
+            speedup=speedup(total_steps, critical_steps),
+            stages=list(stages or []),
+            subagents_spawned=spawned,
+            subagents_succeeded=succeeded,
+            subagents_failed=failed,
+            model_seconds=model_seconds,
+            wall_seconds=wall_seconds,
+            quality=quality,
+            result=result,
+            context_masked=context_masked,
+            context_dropped=context_dropped,
+        )
+
+
+def speedup(total_steps: int, critical_steps: int) -> float:
+    """``totalSteps / criticalSteps`` (3 decimals): how much the swarm's parallelism saved;
+    0 before the first critical step."""
+    return round(total_steps / critical_steps, 3) if critical_steps else 0.0
 
 
 @dataclass
@@ -106,6 +160,8 @@ class JobStatus:
     subagents_failed: int = 0
     orchestrator_steps: int = 0
     stages: list[StageSummary] = field(default_factory=list)
+    context_masked: int = 0
+    context_dropped: int = 0
 
 
 @dataclass
@@ -132,6 +188,8 @@ class ToolCallRef:
     kind: str
     """``tool`` (run it), ``spawn`` (start sub-agents), ``finish``, ``refused`` or ``done``."""
     local: bool = True
+    approval: bool = False
+    """The call waits for a person's decision before it runs (``requireApproval``)."""
 
 
 @dataclass
@@ -166,6 +224,13 @@ class ModelStepResult:
     latency_seconds: float
     budget_exhausted: str | None = None
     """``maxToolCalls`` or ``maxTokens`` when a job budget ran out during this step."""
+    stop_reason: str | None = None
+    """Why the agent must end now (``RepeatedToolCall: ...``, ``ToolErrorBudgetExceeded:
+    ...``); ``final`` is then true too."""
+    context_masked: int = 0
+    """Tool results context management masked in this step's prompt."""
+    context_dropped: int = 0
+    """Messages of old steps context management left out of this step's prompt."""
     refusal: str | None = None
     """The model declined the task (the OpenAI ``refusal`` field): the agent ends Failed."""
 
@@ -226,6 +291,10 @@ class AgentResult:
     model_seconds: float
     budget_exhausted: str | None = None
     error: str | None = None
+    context_masked: int = 0
+    """Tool results context management masked, over all of the agent's steps."""
+    context_dropped: int = 0
+    """Messages context management dropped, over all of the agent's steps."""
 
 
 @dataclass

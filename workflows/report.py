@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kswarm.ledger import JobCounters
-from kswarm.tools.control import CONTROL_TOOLS
+from kswarm.tools.control import STEERING_TOOLS
 from kswarm.workflows.inputs import StageSummary, SwarmJobResult
 
 __all__ = ["build_report", "stage_dicts"]
@@ -28,7 +28,7 @@ def stage_dicts(stages: list[StageSummary]) -> list[dict[str, Any]]:
 
 
 def build_report(result: SwarmJobResult, counters: JobCounters) -> dict[str, Any]:
-    control = sum(n for tool, n in counters.by_tool.items() if tool in CONTROL_TOOLS)
+    control = sum(n for tool, n in counters.by_tool.items() if tool in STEERING_TOOLS)
     return {
         "name": result.name,
         "uid": result.uid,
@@ -52,6 +52,7 @@ def build_report(result: SwarmJobResult, counters: JobCounters) -> dict[str, Any
         "wallSeconds": round(result.wall_seconds, 3),
         "modelSeconds": round(result.model_seconds, 3) if result.model_seconds else None,
         "quality": result.quality,
+        "context": {"masked": result.context_masked, "dropped": result.context_dropped},
         "reason": result.reason,
         "result": result.result,
     }

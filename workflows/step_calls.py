@@ -14,7 +14,7 @@ from typing import Any
 
 from kswarm.errors import ToolError
 from kswarm.ledger import AgentRecord, Ledger
-from kswarm.tools import ToolRegistry, validate_arguments
+from kswarm.tools import ToolRegistry, allowed_by, validate_arguments
 from kswarm.tools import control as ctl
 from kswarm.workflows.inputs import ModelStepInput, SpawnRef
 from kswarm.workflows.resources import agent_id_for
@@ -33,7 +33,6 @@ async def classify_calls(
     first_messages: dict[str, list[dict[str, Any]]] = {}
     templates: dict[str, str] = {}
     final = not calls
-    allowed = set(inp.tools)
 
     def spawn(call_index: int, name: str, task: str, prompt: str | None) -> None:
         local = f"s{inp.stage:03d}-{len(spawns):03d}"
@@ -124,10 +123,20 @@ async def classify_calls(
                         spawn(i, str(t.get("name", "")), str(t.get("task", "")), None)
                     row["kind"] = "spawn"
             continue
-        if name not in tools.tools:
-            row.update(status="refused", error=f"unknown tool {name!r}")
+        if name == ctl.ANSWER and inp.role != "orchestrator":
+            if not isinstance(args, dict) or not isinstance(args.get("answer"), str):
+                row.update(status="refused", error="answer: arguments must be {answer: string}")
+            else:
+                row.update(status="succeeded", result={"answered": True}, kind="finish")
+                final = True
             continue
-        if name not in allowed:
+        if name not in tools.tools:
+            known = (
+                ", ".join(sorted(set(tools.expand(inp.tools)) - set(ctl.CONTROL_TOOLS))) or "none"
+            )
+            row.update(status="refused", error=f"unknown tool {name!r}; your tools: {known}")
+            continue
+        if not allowed_by(inp.tools, name):
             row.update(status="refused", error=f"tool {name!r} is not in the job's allow-list")
             continue
         try:
@@ -137,6 +146,7 @@ async def classify_calls(
             continue
         row["budgeted"] = True
         row["local"] = tools.get(name).local
+        row["approval"] = tools.get(name).require_approval
     if inp.final_turn:
         final = True
     if new_agents:

@@ -25,9 +25,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from kswarm.spec import RetrySpec
+    from kswarm.spec import Mode, Phase, RetrySpec, Role, SwarmJobSpec, ToolCallKind
     from kswarm.tools import control as ctl
     from kswarm.workflows.activities import SwarmActivities, agent_id_for
+    from kswarm.workflows.approvals import (
+        DECIDE_SIGNAL,
+        ApprovalRecord,
+        ApprovalWait,
+        ToolCallDecision,
+    )
     from kswarm.workflows.inputs import (
         AgentResult,
         FinishJobInput,
@@ -90,15 +96,64 @@ TOOL_BATCHES = "tool-batches-v1"
 ``run_tool`` local activity per call; histories of that shape still replay)."""
 
 
+TOOL_APPROVAL = "tool-approval-v1"
+"""Patch id: calls of ``requireApproval`` tools wait for the ``decide_tool_call`` signal."""
+
+
+class Approvals:
+    """An agent workflow's decisions on its calls that wait for a person."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, ToolCallDecision] = {}
+        self.waiting: list[str] = []
+        """Calls waiting now, by key."""
+
+    def decide(self, decision: ToolCallDecision) -> None:
+        self.decisions.setdefault(decision.call, decision)  # the first decision holds
+
+    async def gate(
+        self, job_uid: str, agent_id: str, step: ModelStepResult
+    ) -> list[ToolCallResult]:
+        """Wait for a decision on each of ``step``'s calls that needs one; record them. The
+        denied calls' results (failed: the denial is the model's answer)."""
+        gated = [r for r in step.tool_calls if r.kind == ToolCallKind.TOOL and r.approval]
+        if not gated or not workflow.patched(TOOL_APPROVAL):
+            return []
+        keys = {r.index: f"{agent_id}/{step.step}/{r.index}" for r in gated}
+        await _ledger(
+            SwarmActivities.await_approval,
+            ApprovalWait(job_uid, agent_id, step.step, list(keys)),
+        )
+        self.waiting += keys.values()
+        try:
+            await workflow.wait_condition(lambda: all(k in self.decisions for k in keys.values()))
+        finally:
+            self.waiting = [k for k in self.waiting if k not in keys.values()]
+        denied = []
+        for index, key in keys.items():
+            decision = self.decisions[key]
+            record = ApprovalRecord(job_uid, agent_id, step.step, index, decision, workflow.now())
+            await _ledger(SwarmActivities.decide_tool_call, record)
+            if not decision.approved:
+                denied.append(ToolCallResult(index=index, status="failed"))
+        return denied
+
+
 async def _run_tools(
-    job_uid: str, agent_id: str, step: ModelStepResult, retry: RetrySpec
+    job_uid: str,
+    agent_id: str,
+    step: ModelStepResult,
+    retry: RetrySpec,
+    approvals: Approvals | None = None,
 ) -> list[ToolCallResult]:
     """Run a step's tool calls in parallel: the short ones together in one local activity, each
-    long one as its own regular activity."""
+    long one as its own regular activity; calls that need a person's approval wait for it."""
+    denied = await approvals.gate(job_uid, agent_id, step) if approvals is not None else []
+    skip = {r.index for r in denied}
     short: list[ToolCallInput] = []
     calls: list[Awaitable[Any]] = []
     for ref in step.tool_calls:
-        if ref.kind != "tool":
+        if ref.kind != ToolCallKind.TOOL or ref.index in skip:
             continue
         inp = ToolCallInput(
             job_uid=job_uid, agent_id=agent_id, step=step.step, index=ref.index, tool=ref.name
@@ -128,7 +183,7 @@ async def _run_tools(
             )
             for inp in short
         )
-    results: list[ToolCallResult] = []
+    results: list[ToolCallResult] = list(denied)
     for done in await asyncio.gather(*calls):
         results.extend(done.results if isinstance(done, ToolBatchResult) else [done])
     return results
@@ -162,15 +217,24 @@ class SubagentWorkflow:
 
     def __init__(self) -> None:
         self._steps = 0
+        self._approvals = Approvals()
 
     @workflow.query
     def steps(self) -> int:
         return self._steps
 
+    @workflow.signal(name=DECIDE_SIGNAL)
+    def decide_tool_call(self, decision: ToolCallDecision) -> None:
+        self._approvals.decide(decision)
+
+    @workflow.query
+    def waiting_for_approval(self) -> list[str]:
+        return list(self._approvals.waiting)
+
     @workflow.run
     async def run(self, inp: SubagentInput) -> AgentResult:
         result = AgentResult(
-            agent_id=inp.agent_id, status="Running", steps=0, tool_calls=0, model_seconds=0.0
+            agent_id=inp.agent_id, status=Phase.RUNNING, steps=0, tool_calls=0, model_seconds=0.0
         )
         try:
             final_turn = False
@@ -179,7 +243,7 @@ class SubagentWorkflow:
                     ModelStepInput(
                         job_uid=inp.job_uid,
                         agent_id=inp.agent_id,
-                        role="subagent",
+                        role=Role.SUBAGENT,
                         step=step,
                         pool=inp.pool,
                         model=inp.model,
@@ -193,27 +257,33 @@ class SubagentWorkflow:
                 )
                 self._steps = result.steps = step
                 result.model_seconds += r.model_seconds
-                result.tool_calls += sum(1 for t in r.tool_calls if t.kind in ("tool", "refused"))
+                result.context_masked += r.context_masked
+                result.context_dropped += r.context_dropped
+                if r.stop_reason:
+                    result.error = r.stop_reason
+                result.tool_calls += sum(
+                    1 for t in r.tool_calls if t.kind in (ToolCallKind.TOOL, ToolCallKind.REFUSED)
+                )
                 if r.budget_exhausted == "maxTokens":
                     result.budget_exhausted = r.budget_exhausted
                     break
                 if r.refusal:
-                    result.status, result.error = "Failed", f"ModelRefused: {r.refusal}"
+                    result.status, result.error = Phase.FAILED, f"ModelRefused: {r.refusal}"
                     await _ledger(SwarmActivities.finish_agent, result)
                     return result
                 if r.final:
                     break
-                await _run_tools(inp.job_uid, inp.agent_id, r, inp.retry)
+                await _run_tools(inp.job_uid, inp.agent_id, r, inp.retry, self._approvals)
                 if r.budget_exhausted:
                     result.budget_exhausted = r.budget_exhausted
                     final_turn = True
-            result.status = "Succeeded"
+            result.status = Phase.FAILED if result.error else Phase.SUCCEEDED
         except (asyncio.CancelledError, ActivityError) as e:
             if not is_cancelled_exception(e):
-                result.status, result.error = "Failed", str(getattr(e, "cause", None) or e)
+                result.status, result.error = Phase.FAILED, str(getattr(e, "cause", None) or e)
                 await _ledger(SwarmActivities.finish_agent, result)
                 return result
-            result.status = "Cancelled"
+            result.status = Phase.CANCELLED
             await _ledger(SwarmActivities.finish_agent, result)
             raise asyncio.CancelledError from e
         await _ledger(SwarmActivities.finish_agent, result)
@@ -228,18 +298,27 @@ class SwarmWorkflow:
         self._status = JobStatus()
         self._reason: str | None = None
         self._budget: str | None = None
+        self._approvals = Approvals()
 
     @workflow.query
     def status(self) -> JobStatus:
         return self._status
 
+    @workflow.signal(name=DECIDE_SIGNAL)
+    def decide_tool_call(self, decision: ToolCallDecision) -> None:
+        self._approvals.decide(decision)
+
+    @workflow.query
+    def waiting_for_approval(self) -> list[str]:
+        return list(self._approvals.waiting)
+
     @workflow.run
     async def run(self, inp: SwarmJobInput) -> SwarmJobResult:
         spec = inp.spec
         started = workflow.now()
-        role = "orchestrator" if spec.mode == "swarm" else "single"
+        role = Role.ORCHESTRATOR if spec.mode == Mode.SWARM else Role.SINGLE
         agent_id = agent_id_for(inp.uid, role)
-        self._status.phase = "Running"
+        self._status.phase = Phase.RUNNING
         await _ledger(
             SwarmActivities.start_job,
             StartJobInput(
@@ -251,7 +330,7 @@ class SwarmWorkflow:
                 role=role,
             ),
         )
-        phase, reason = "Succeeded", None
+        phase, reason = Phase.SUCCEEDED, None
         main = asyncio.create_task(self._orchestrate(inp, agent_id, role))
         try:
             deadline = spec.limits.deadline_seconds
@@ -262,7 +341,7 @@ class SwarmWorkflow:
             except TimeoutError:
                 main.cancel()
                 phase, reason = (
-                    "Failed",
+                    Phase.FAILED,
                     f"DeadlineExceeded: spec.limits.deadlineSeconds ({deadline}s)",
                 )
             try:
@@ -272,21 +351,21 @@ class SwarmWorkflow:
                     if isinstance(e, asyncio.CancelledError) or is_cancelled_exception(e):
                         raise asyncio.CancelledError from e
                     cause = getattr(e, "cause", None) or e
-                    phase, reason = "Failed", f"ModelCallFailed: {cause}"
+                    phase, reason = Phase.FAILED, f"ModelCallFailed: {cause}"
             if reason is None and self._budget is not None:
                 limit = getattr(spec.limits, _LIMIT_FIELDS[self._budget])
                 phase, reason = (
-                    "Failed",
+                    Phase.FAILED,
                     f"BudgetExceeded: spec.limits.{self._budget} ({limit}) reached",
                 )
             if reason is None and self._reason is not None:
-                phase, reason = "Failed", self._reason
+                phase, reason = Phase.FAILED, self._reason
         except asyncio.CancelledError:
             main.cancel()
             with contextlib.suppress(BaseException):
                 await main  # let every child finish its cancellation first
             await self._finish(
-                inp, agent_id, "Cancelled", "Cancelled: the job was cancelled", started
+                inp, agent_id, Phase.CANCELLED, "Cancelled: the job was cancelled", started
             )
             raise
         return await self._finish(inp, agent_id, phase, reason, started)
@@ -296,26 +375,20 @@ class SwarmWorkflow:
     ) -> SwarmJobResult:
         s = self._status
         s.phase, s.reason = phase, reason
-        critical = sum(st.main_steps + st.max_subagent_steps for st in s.stages)
-        speedup = round(s.total_steps / critical, 3) if critical else 0.0
-        model_seconds = sum(st.model_seconds for st in s.stages)
         wall = (workflow.now() - started).total_seconds()  # type: ignore[operator]
-        outcome = SwarmJobResult(
+        outcome = SwarmJobResult.of(
             name=inp.name,
             uid=inp.uid,
             phase=phase,
             reason=reason,
-            critical_steps=critical,
+            critical_steps=sum(st.main_steps + st.max_subagent_steps for st in s.stages),
             total_steps=s.total_steps,
-            speedup=speedup,
             stages=s.stages,
-            subagents_spawned=s.subagents_spawned,
-            subagents_succeeded=s.subagents_succeeded,
-            subagents_failed=s.subagents_failed,
-            model_seconds=model_seconds,
+            subagents=(s.subagents_spawned, s.subagents_succeeded, s.subagents_failed),
+            model_seconds=sum(st.model_seconds for st in s.stages),
             wall_seconds=wall,
-            quality=None,
-            result="",
+            context_masked=s.context_masked,
+            context_dropped=s.context_dropped,
         )
         preview, quality = await _ledger(
             SwarmActivities.finish_job, FinishJobInput(outcome=outcome, final_agent_id=agent_id)
@@ -326,7 +399,7 @@ class SwarmWorkflow:
         spec = inp.spec
         s = self._status
         tools = list(spec.tools)
-        if role == "orchestrator":
+        if role == Role.ORCHESTRATOR:
             tools = [*ctl.CONTROL_TOOLS, *tools]
         max_steps = spec.orchestrator.max_steps
         final_turn = False
@@ -360,20 +433,37 @@ class SwarmWorkflow:
             )
             s.stages.append(stage)
             s.critical_steps += 1
+            s.context_masked += r.context_masked
+            s.context_dropped += r.context_dropped
+            if r.stop_reason:
+                self._reason = r.stop_reason
             self._budget = self._budget or r.budget_exhausted
             if r.refusal:
                 self._reason = f"ModelRefused: {r.refusal}"
                 return
-            if self._budget == "maxTokens" or r.final:
+            if self._budget == "maxTokens" or self._over_critical_steps(spec) or r.final:
                 return
             await asyncio.gather(
-                _run_tools(inp.uid, agent_id, r, spec.retry),
+                _run_tools(inp.uid, agent_id, r, spec.retry, self._approvals),
                 self._run_stage(inp, agent_id, r, stage),
             )
-            if self._budget == "maxTokens":
+            if self._budget == "maxTokens" or self._over_critical_steps(spec):
                 return
             final_turn = self._budget is not None
         self._reason = f"MaxStepsExceeded: spec.orchestrator.maxSteps ({max_steps})"
+
+    def _over_critical_steps(self, spec: SwarmJobSpec) -> bool:
+        """End the job once its critical path passes ``spec.limits.maxCriticalSteps``."""
+        limit = spec.limits.max_critical_steps
+        if limit is None or self._status.critical_steps <= limit:
+            return False
+        if not workflow.patched("max-critical-steps"):
+            return False
+        self._reason = (
+            f"BudgetExceeded: spec.limits.maxCriticalSteps ({limit}) exceeded "
+            f"({self._status.critical_steps} critical steps)"
+        )
+        return True
 
     async def _run_stage(
         self, inp: SwarmJobInput, agent_id: str, r: ModelStepResult, stage: StageSummary
@@ -416,7 +506,7 @@ class SwarmWorkflow:
                         raise
                     return AgentResult(
                         agent_id=ref_agent,
-                        status="Failed",
+                        status=Phase.FAILED,
                         steps=0,
                         tool_calls=0,
                         model_seconds=0.0,
@@ -428,7 +518,9 @@ class SwarmWorkflow:
         results = await asyncio.gather(*(run_child(ref.agent_id) for ref in r.spawns))
         for res in results:
             s.total_steps += res.steps
-            if res.status == "Succeeded":
+            s.context_masked += res.context_masked
+            s.context_dropped += res.context_dropped
+            if res.status == Phase.SUCCEEDED:
                 s.subagents_succeeded += 1
             else:
                 s.subagents_failed += 1

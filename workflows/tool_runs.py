@@ -14,6 +14,7 @@ only the calls without a stored result. A long tool runs alone as a regular acti
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 from temporalio import activity
@@ -21,11 +22,25 @@ from temporalio import activity
 from kswarm.errors import KswarmError, ToolError
 from kswarm.ledger import ToolCallKey
 from kswarm.telemetry import metrics, tracing
-from kswarm.tools import ToolContext
+from kswarm.tools import Progress, ToolContext
 from kswarm.workflows.inputs import ToolBatchInput, ToolBatchResult, ToolCallInput, ToolCallResult
-from kswarm.workflows.resources import ActivityResources, application_error
+from kswarm.workflows.resources import ActivityResources, application_error, heartbeating
 
 __all__ = ["ToolActivities"]
+
+
+def _heartbeats() -> Progress:
+    """A long tool's progress (an MCP progress notification) as this activity's heartbeat.
+
+    The MCP session tells progress from a task of its own, outside the activity's context, so
+    the heartbeat runs in a copy of the context taken here, inside the activity."""
+    context = contextvars.copy_context()
+
+    def beat(progress: float, total: float | None, message: str | None) -> None:
+        details = {"progress": progress, "total": total, "message": message}
+        context.run(activity.heartbeat, details)
+
+    return beat
 
 
 class ToolActivities(ActivityResources):
@@ -47,7 +62,8 @@ class ToolActivities(ActivityResources):
     @activity.defn(name="run_tool")
     async def run_tool(self, inp: ToolCallInput) -> ToolCallResult:
         try:
-            return await self._traced(inp, attempts=1, wait=0.0, retry_activity=True)
+            async with heartbeating():  # a long call that reports no progress still lives
+                return await self._traced(inp, attempts=1, wait=0.0, retry_activity=True)
         except KswarmError as e:
             raise application_error(e) from e
 
@@ -94,6 +110,7 @@ class ToolActivities(ActivityResources):
                 job_uid=inp.job_uid,
                 agent_id=inp.agent_id,
                 attempt=begin.attempt + attempt,
+                progress=None if activity.info().is_local else _heartbeats(),
             )
             try:
                 result = await tool.fn(dict(begin.arguments or {}), ctx)
@@ -110,6 +127,7 @@ class ToolActivities(ActivityResources):
                 await self.ledger.finish_tool_call(
                     key,
                     status="failed",
+                    result=getattr(e, "result", None),  # a tool's own error answer, kept whole
                     error=error,
                     duration_seconds=time.perf_counter() - started,
                 )

@@ -41,7 +41,9 @@ from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.inputs import TASK_QUEUE
 from kswarm.workflows.pool_workers import PoolWorkers, pool_worker
 from kswarm.workflows.pools_file import PoolsFile, follow_pools_file
+from kswarm.workflows.rollout import RolloutWorkflow
 from kswarm.workflows.swarm import SubagentWorkflow, SwarmWorkflow
+from kswarm.workflows.tools_file import ServedTools, ToolsFile, follow_tools_file
 
 __all__ = ["build_workers", "job_worker", "main", "running_workers", "serve"]
 
@@ -76,7 +78,7 @@ def job_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SwarmWorkflow, SubagentWorkflow],
+        workflows=[SwarmWorkflow, SubagentWorkflow, RolloutWorkflow],
         activities=[
             activities.start_job,
             activities.finish_agent,
@@ -84,6 +86,9 @@ def job_worker(
             activities.finish_job,
             activities.run_tool,
             activities.run_tools,
+            activities.await_approval,
+            activities.decide_tool_call,
+            activities.score_rollout,
         ],
         **settings,
     )
@@ -170,6 +175,8 @@ async def serve(
     activities = SwarmActivities(ledger, llm, PoolRegistry(), tools or demo_tools())
     stop = stop or asyncio.Event()
     following: asyncio.Task[None] | None = None
+    following_tools: asyncio.Task[None] | None = None
+    served: ServedTools | None = None
     pool_workers: PoolWorkers | None = None
     try:
         plugins = temporal_plugins(pools=_LivePools(activities))
@@ -183,6 +190,11 @@ async def serve(
         if settings.metrics_port:
             metrics.start_metrics_server(settings.metrics_port, ledger_url=ledger.url)
         pool_workers = PoolWorkers(client, activities, connect=connect)
+        tools_file = ToolsFile(settings.tools_file) if settings.tools_file else None
+        if tools_file is not None:
+            # The servers' tools are offered before the first job step is taken.
+            served = ServedTools(activities, base=activities.tools)
+            await served.apply_file(tools_file)
         async with running_workers([job_worker(client, activities, task_queue=task_queue)]):
             await pool_workers.apply(pools)
             log.info(
@@ -196,13 +208,21 @@ async def serve(
                     ),
                     name="follow pools file",
                 )
+            if served is not None and tools_file is not None:
+                following_tools = asyncio.create_task(
+                    follow_tools_file(tools_file, served, interval=settings.pools_poll_seconds),
+                    name="follow tools file",
+                )
             if started is not None:
                 started(pool_workers)
             await stop.wait()
     finally:
-        if following is not None:
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
+        for task in (following, following_tools):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if served is not None:
+            await served.close()
         if pool_workers is not None:
             await pool_workers.close()
         await llm.aclose()

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,8 +26,16 @@ __all__ = ["register"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``db`` (upgrade, downgrade, check, current, prune) and ``export``."""
+Exporter = Callable[[Ledger, str, IO[str]], Awaitable[int]]
+"""An export format from a higher layer: ``(ledger, JOB, out) -> records written``."""
+
+
+def register(
+    subparsers: argparse._SubParsersAction[Any], exporters: Mapping[str, Exporter] | None = None
+) -> None:
+    """Add ``db`` (upgrade, downgrade, check, current, prune) and ``export``; ``exporters`` adds
+    export formats next to ``jsonl``."""
+    extra = dict(exporters or {})
     db = subparsers.add_parser("db", help="ledger database: migrations and retention")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
 
@@ -58,10 +66,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     p = subparsers.add_parser("export", help="export a job's agent trajectories")
     p.add_argument("job", metavar="JOB", help="job uid, name, or namespace/name")
-    p.add_argument("--format", choices=["jsonl"], default="jsonl", help="output format")
+    p.add_argument("--format", choices=["jsonl", *extra], default="jsonl", help="output format")
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     _url_option(p)
-    p.set_defaults(func=_guarded(_export))
+    p.set_defaults(func=_guarded(_export), exporters=extra)
 
 
 def _url_option(p: argparse.ArgumentParser) -> None:
@@ -149,6 +157,9 @@ def _export(ns: argparse.Namespace) -> int:
     async def go(out: IO[str]) -> int:
         ledger = await Ledger.connect(url)
         try:
+            exporter = (getattr(ns, "exporters", None) or {}).get(ns.format)
+            if exporter is not None:
+                return int(await exporter(ledger, ns.job, out))
             job = await ledger.find_job(ns.job)
             if job is None:
                 raise KswarmError(f"no job {ns.job!r} in ledger {ledger.masked_url}")

@@ -50,12 +50,13 @@ class SchemaDrift(LedgerError):
 
 
 def migrations_dir() -> Path:
-    """The ``migrations/`` folder beside the package source (an editable install)."""
-    found = Path(__file__).resolve().parents[2] / "migrations"
+    """The Alembic ``migrations/`` folder, shipped inside the package (``kswarm/migrations``,
+    a link to the top-level folder in a source checkout), so a wheel install has it too."""
+    found = (Path(__file__).resolve().parents[1] / "migrations").resolve()
     if not (found / "env.py").is_file():
         raise ConfigError(
-            f"Alembic migrations not found at {found}: kswarm must be installed from a source "
-            "checkout (pip install -e .) so that migrations/ sits beside the kswarm package"
+            f"Alembic migrations not found at {found}: this kswarm install is incomplete "
+            "(reinstall it; a source checkout needs the kswarm/migrations link)"
         )
     return found
 

@@ -151,6 +151,10 @@ class ModelCall(Base):
     latency_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     model_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     started_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Token ids and log-probabilities, when the pool asks for them (token-level exports).
+    prompt_token_ids: Mapped[list[int] | None] = mapped_column(JSONType, default=None)
+    completion_token_ids: Mapped[list[int] | None] = mapped_column(JSONType, default=None)
+    logprobs: Mapped[list[float] | None] = mapped_column(JSONType, default=None)
 
     __table_args__ = (
         # One row per attempt: a replayed activity cannot write an attempt twice.
@@ -180,6 +184,9 @@ class ToolCall(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    approval: Mapped[Any | None] = mapped_column(JSONType, default=None)
+    """A person's decision on a call that waited for one: ``approved``, ``by``, ``at``,
+    ``reason``."""
 
     __table_args__ = (
         Index("ix_tool_calls_job_uid_tool", "job_uid", "tool"),

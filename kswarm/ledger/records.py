@@ -86,6 +86,10 @@ class ModelCallRecord:
     model_seconds: float | None = None
     started_at: float = 0.0
     """Epoch seconds."""
+    prompt_token_ids: list[int] | None = None
+    completion_token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    """Token ids and log-probabilities, when the pool asks the server for them."""
 
 
 @dataclass

@@ -32,7 +32,10 @@ from kswarm.ledger.records import (
 )
 from kswarm.ledger.writing import GroupCommitter
 
-__all__ = ["Ledger", "utcnow"]
+__all__ = ["AWAITING_APPROVAL", "Ledger", "utcnow"]
+
+AWAITING_APPROVAL = "awaiting"
+"""Status of a tool call that waits for a person to approve or deny it."""
 
 TERMINAL_TOOL_STATUSES = ("succeeded", "failed", "refused")
 READER_THREADS = 2
@@ -296,6 +299,14 @@ class Ledger:
         if phase:
             q = q.where(models.Job.phase == phase)
         return [r[0] for r in await self._read(q)]
+
+    async def list_group_jobs(self, group_uid: str) -> list[models.Job]:
+        """The sample jobs of rollout group ``group_uid`` (uids ``GROUP-sI``), by sample."""
+        prefix = group_uid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = select(models.Job).where(models.Job.uid.like(f"{prefix}-s%", escape="\\"))
+        jobs = [r[0] for r in await self._read(q)]
+        tail = len(group_uid) + 2
+        return sorted((j for j in jobs if j.uid[tail:].isdigit()), key=lambda j: int(j.uid[tail:]))
 
     # ------------------------------------------------------------------ agents and stages
 
@@ -620,6 +631,44 @@ class Ledger:
                 duration_seconds=0.0,
             )
             .on_conflict_do_nothing(index_elements=["key"])
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def await_approval(self, keys: Sequence[ToolCallKey]) -> None:
+        """Mark pending calls as waiting for a person's decision (status ``awaiting``)."""
+        TC = models.ToolCall
+        stmt = (
+            update(TC)
+            .where(TC.key.in_([str(k) for k in keys]), TC.status == "pending")
+            .values(status=AWAITING_APPROVAL)
+        )
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._writer.submit(op)
+
+    async def decide_tool_call(
+        self, key: ToolCallKey, *, approved: bool, by: str, reason: str, at: datetime
+    ) -> None:
+        """Record a person's decision on a call: approved, it is pending again (and runs);
+        denied, it is failed with the decision as its error (the model's answer)."""
+        TC = models.ToolCall
+        approval = {"approved": approved, "by": by, "at": at.isoformat(), "reason": reason}
+        values: dict[str, Any] = {"approval": approval}
+        if approved:
+            values["status"] = "pending"
+        else:
+            why = f": {reason}" if reason else ""
+            values |= {"status": "failed", "error": f"denied by {by}{why}", "finished_at": at}
+        stmt = (
+            update(TC)
+            .where(TC.key == str(key), TC.status.in_([AWAITING_APPROVAL, "pending"]))
+            .values(**values)
         )
 
         async def op(conn: AsyncConnection) -> None:

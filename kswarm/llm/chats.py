@@ -48,6 +48,10 @@ class ChatRequest:
     prefix_key: str | None = None
     """Routing key: calls sharing a long prompt prefix should share it. For swarms use
     ``"<job>/<agent>"``: the job's prefix is cached on two replicas, each agent sticks to one."""
+    check_arguments: bool = True
+    """Fail the call (:class:`MalformedResponse`, retried) when a tool call's arguments are not
+    a JSON object; ``False`` returns them as the model wrote them, for a caller that answers
+    the model with a tool error instead (the agent loops do)."""
     replica_hint: str | None = None
     """Base URL of the replica that answered this conversation's previous call, whose prefix
     cache holds the conversation so far. ``prefix-affinity`` keeps the call there while that
@@ -97,6 +101,12 @@ class Attempt:
     cached_tokens: int = 0
     model_seconds: float | None = None
     """Modelled seconds the simulator reports for the answer; ``None`` on vLLM."""
+    prompt_token_ids: list[int] | None = None
+    """Token ids of the prompt, when the server returned them (``return_token_ids``)."""
+    completion_token_ids: list[int] | None = None
+    """Token ids the model generated, when the server returned them."""
+    logprobs: list[float] | None = None
+    """Log-probability of each generated token, when the server returned them."""
 
 
 @dataclass(kw_only=True)
@@ -148,6 +158,12 @@ class Completion:
     response_id: str = ""
     model_seconds: float | None = None
     ttft_seconds: float | None = None
+    prompt_token_ids: list[int] | None = None
+    """Token ids of the prompt, when the server returned them (``return_token_ids``)."""
+    completion_token_ids: list[int] | None = None
+    """Token ids the model generated, when the server returned them."""
+    logprobs: list[float] | None = None
+    """Log-probability of each generated token, when the server returned them."""
 
 
 def check_tool_arguments(message: dict[str, Any]) -> None:
@@ -190,8 +206,8 @@ def _extra(completion: Completion, data: dict[str, Any]) -> None:
         completion.model_seconds = float(extra["model_seconds"])
 
 
-def parse_completion(raw: str) -> Completion:
-    """Read a non-streaming ``chat.completion`` body."""
+def parse_completion(raw: str, *, check_arguments: bool = True) -> Completion:
+    """Read a non-streaming ``chat.completion`` body (see ``ChatRequest.check_arguments``)."""
     try:
         data = json.loads(raw)
         choice = data["choices"][0]
@@ -208,8 +224,30 @@ def parse_completion(raw: str) -> Completion:
     )
     _usage(completion, data.get("usage"))
     _extra(completion, data)
-    check_tool_arguments(message)
+    _token_ids(completion, data, choice)
+    if check_arguments:
+        check_tool_arguments(message)
     return completion
+
+
+def _ints(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return list(value)
+    return None
+
+
+def _token_ids(completion: Completion, data: dict[str, Any], choice: dict[str, Any]) -> None:
+    """vLLM's ``prompt_token_ids`` and ``choices[0].token_ids`` (``return_token_ids``) and the
+    per-token ``logprobs.content[].logprob`` (``logprobs``), when present."""
+    completion.prompt_token_ids = _ints(data.get("prompt_token_ids"))
+    completion.completion_token_ids = _ints(choice.get("token_ids"))
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if isinstance(content, list):
+        values = [c.get("logprob") for c in content if isinstance(c, dict)]
+        numbers = [float(v) for v in values if isinstance(v, int | float)]
+        if numbers and len(numbers) == len(content):
+            completion.logprobs = numbers
 
 
 class StreamAssembler:
@@ -295,8 +333,9 @@ class StreamAssembler:
                 self._arguments.setdefault(index, []).append(function["arguments"])
         return produced
 
-    def result(self) -> Completion:
-        """The assembled answer; tool-call arguments are checked to be JSON objects."""
+    def result(self, *, check_arguments: bool = True) -> Completion:
+        """The assembled answer; tool-call arguments are checked to be JSON objects unless
+        ``check_arguments`` is false."""
         message: dict[str, Any] = {
             "role": self._role,
             "content": "".join(self._content) if self._content else None,
@@ -313,5 +352,6 @@ class StreamAssembler:
         if calls:
             message["tool_calls"] = calls
         self.completion.message = message
-        check_tool_arguments(message)
+        if check_arguments:
+            check_tool_arguments(message)
         return self.completion

@@ -18,6 +18,7 @@ endpoint it behaves the same; only ``model_seconds`` stays ``None``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -137,6 +138,7 @@ class LLMClient:
         self._rng = rng or random.Random()
         self._routers: dict[str, Router] = {}
         self._limiters: dict[str, RateLimiter] = {}
+        self._windows: dict[str, int | None] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     def router(self, pool: PoolConfig) -> Router:
@@ -151,6 +153,29 @@ class LLMClient:
             self._routers[pool.name] = router
             self._limiters.pop(pool.name, None)
         return router
+
+    async def context_window(self, pool: PoolConfig) -> int | None:
+        """The pool's context window: ``contextWindow`` when the pool gives it, else what its
+        first replica says (vLLM's ``max_model_len`` in ``/v1/models``, llama.cpp's slot
+        ``n_ctx`` in ``/props``), asked once per pool; ``None`` when neither says."""
+        if pool.context_window is not None:
+            return pool.context_window
+        base = pool.replicas[0].rstrip("/")
+        key = f"{pool.name} {base}"
+        if key in self._windows:
+            return self._windows[key]
+        window: int | None = None
+        headers = {"Authorization": f"Bearer {pool.api_key}"} if pool.api_key else {}
+        with contextlib.suppress(httpx.HTTPError, ValueError, TypeError, KeyError):
+            models = (await self.http.get(f"{base}/v1/models", headers=headers, timeout=10)).json()
+            lengths = [m.get("max_model_len") for m in models.get("data") or []]
+            window = next((int(n) for n in lengths if isinstance(n, int) and n > 0), None)
+            if window is None:
+                props = (await self.http.get(f"{base}/props", headers=headers, timeout=10)).json()
+                n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
+                window = int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else None
+        self._windows[key] = window
+        return window
 
     async def _pace(self, pool: PoolConfig) -> None:
         if pool.requests_per_second is None:
@@ -228,13 +253,17 @@ class LLMClient:
         try:
             async with asyncio.timeout(pool.request_timeout_seconds):
                 if request.stream:
-                    outcome = await self._stream(url, headers, content, timeout, t0)
+                    outcome = await self._stream(
+                        url, headers, content, timeout, t0, request.check_arguments
+                    )
                 else:
                     response = await self.http.post(
                         url, content=content, headers=headers, timeout=timeout
                     )
                     _raise_for_status(response)
-                    outcome = parse_completion(response.text)
+                    outcome = parse_completion(
+                        response.text, check_arguments=request.check_arguments
+                    )
         except LLMError as e:
             outcome = e
         except (TimeoutError, httpx.TimeoutException) as e:
@@ -257,6 +286,9 @@ class LLMClient:
             attempt.output_tokens = outcome.output_tokens
             attempt.cached_tokens = outcome.cached_tokens
             attempt.model_seconds = outcome.model_seconds
+            attempt.prompt_token_ids = outcome.prompt_token_ids
+            attempt.completion_token_ids = outcome.completion_token_ids
+            attempt.logprobs = outcome.logprobs
             return attempt, outcome
         outcome.pool, outcome.replica = pool.name, replica
         if attempt.outcome == "ok":
@@ -272,6 +304,7 @@ class LLMClient:
         content: bytes,
         timeouts: httpx.Timeout,
         t0: float,
+        check_arguments: bool = True,
     ) -> Completion:
         assembler = StreamAssembler(t0)
         async with self.http.stream(
@@ -291,7 +324,7 @@ class LLMClient:
                     break
             if data:
                 assembler.feed_line("\n".join(data), time.perf_counter())
-        return assembler.result()
+        return assembler.result(check_arguments=check_arguments)
 
     async def aclose(self) -> None:
         """Stop every router's background work and close the connections this client opened."""

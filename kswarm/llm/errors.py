@@ -45,11 +45,20 @@ __all__ = [
     "RateLimited",
     "ReplicaUnavailable",
     "ServerError",
+    "context_overflow",
     "error_for_status",
     "error_message",
 ]
 
 _MODEL_MISSING = re.compile(r"model .* does not exist|model not found|no such model", re.I)
+_CONTEXT = re.compile(
+    r"maximum context length|maximum model length|exceeds? the available context size"
+    r"|context (?:window|length) exceeded|exceed_context_size",
+    re.I,
+)
+_CONTEXT_LIMIT = re.compile(
+    r"maximum context length is (\d+)|maximum model length of (\d+)|\"n_ctx\"\s*:\s*(\d+)", re.I
+)
 
 
 class LLMError(KswarmError):
@@ -131,7 +140,11 @@ class ServerError(LLMError):
 
 
 class BadRequest(LLMError):
-    """The server refused the request as invalid (400, 422, other 4xx): sending it again fails."""
+    """The server refused the request as invalid (400, 422, other 4xx): sending it again fails.
+    ``body`` is the server's answer as it came (its error object may say more than its
+    message, e.g. llama.cpp's ``n_ctx``)."""
+
+    body = ""
 
 
 class ModelNotServed(BadRequest):
@@ -187,4 +200,19 @@ def error_for_status(
         return ServerError(message, **where)
     if status == 404 or (status in (400, 422) and _MODEL_MISSING.search(text)):
         return ModelNotServed(message, **where)
-    return BadRequest(message, **where)
+    error = BadRequest(message, **where)
+    error.body = body[:4000]
+    return error
+
+
+def context_overflow(error: LLMError) -> tuple[bool, int | None]:
+    """Whether ``error`` is the server's refusal of a prompt longer than its context window
+    (vLLM's and llama.cpp's 400), and the window it names, when it names one."""
+    if not isinstance(error, BadRequest) or isinstance(error, ModelNotServed):
+        return False, None
+    text = getattr(error, "body", "") or error.message
+    if not _CONTEXT.search(text):
+        return False, None
+    found = _CONTEXT_LIMIT.search(text)
+    limit = next((int(g) for g in found.groups() if g), None) if found else None
+    return True, limit

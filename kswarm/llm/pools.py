@@ -12,6 +12,17 @@ for a ``ModelPool`` and the embedded stack writes for its simulator::
         rateLimit: {requestsPerSecond: 50}
         router: prefix-affinity
         requestTimeoutSeconds: 120
+        toolChoice: auto              # or required: every step is a tool call (see below)
+        contextWindow: 8192           # tokens; else read from the server (vLLM's max_model_len)
+        toolCallsInContent: false     # parse calls a model wrote as JSON in its text
+        maxOutputTokens: 256          # cap on each answer's tokens
+
+Options for real servers: with ``toolChoice: required`` the server must answer every step with
+a tool call (llama.cpp and vLLM constrain the output by grammar), so agents end through a tool
+of their own (``finish`` for the orchestrator, ``answer`` for the others). ``contextWindow`` is
+what context management keeps a conversation under. ``toolCallsInContent`` is a fallback for a
+server that has no parser for the model's call format, off by default (vLLM's parsers and
+llama.cpp's templates are better).
 
 Every validation error is a :class:`~kswarm.errors.ConfigError` naming the field, e.g.
 ``pools[1].replicas[0]: must be an http(s) base URL, got 'localhost:8000'``.
@@ -48,6 +59,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT_SECONDS",
     "DEFAULT_ROUTER",
     "ROUTER_POLICIES",
+    "TOOL_CHOICES",
     "PoolConfig",
     "PoolRegistry",
     "load_pools",
@@ -65,6 +77,7 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 120.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 DEFAULT_ROUTER = "prefix-affinity"
 ROUTER_POLICIES = ("prefix-affinity", "least-load", "round-robin")
+TOOL_CHOICES = ("auto", "required")
 
 _FIELDS = {
     "name",
@@ -78,6 +91,11 @@ _FIELDS = {
     "requestTimeoutSeconds",
     "connectTimeoutSeconds",
     "stream",
+    "toolChoice",
+    "contextWindow",
+    "toolCallsInContent",
+    "maxOutputTokens",
+    "returnTokenIds",
 }
 
 
@@ -104,10 +122,24 @@ class PoolConfig:
     """Total time one attempt may take, streaming included."""
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS
     """Time to open a connection to a replica."""
+    return_token_ids: bool = False
+    """Ask the servers for token ids and log-probabilities (vLLM's ``return_token_ids`` and
+    ``logprobs``) and record them per model call, for token-level training exports."""
     stream: bool = False
     """Model steps stream their answers: every call's time to first token is then measured
     and recorded (the dashboard's Pools page shows it); parsing the chunks costs the worker a
     little CPU. Off: the answer comes whole and the time to first token stays unknown."""
+    tool_choice: str = "auto"
+    """``auto``: the model may answer in text (its final answer); ``required``: every step is
+    a tool call and agents end through their ``finish``/``answer`` tool."""
+    context_window: int | None = None
+    """Prompt plus answer tokens the model takes; ``None``: read from the server where it says
+    (vLLM's ``max_model_len``, llama.cpp's slot size), else unknown."""
+    tool_calls_in_content: bool = False
+    """Read tool calls a model wrote as JSON in its text (``{"name": ..., "arguments": ...}``)
+    when the server parsed none: a fallback for servers without a parser for the model."""
+    max_output_tokens: int | None = None
+    """``max_tokens`` of every request; ``None`` leaves the server's default."""
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, list):
@@ -200,6 +232,16 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
         entry["connectTimeoutSeconds"] = pool.connect_timeout_seconds
     if pool.stream:
         entry["stream"] = True
+    if pool.tool_choice != "auto":
+        entry["toolChoice"] = pool.tool_choice
+    if pool.context_window is not None:
+        entry["contextWindow"] = pool.context_window
+    if pool.tool_calls_in_content:
+        entry["toolCallsInContent"] = True
+    if pool.max_output_tokens is not None:
+        entry["maxOutputTokens"] = pool.max_output_tokens
+    if pool.return_token_ids:
+        entry["returnTokenIds"] = True
     return entry
 
 
@@ -299,6 +341,11 @@ def _parse_pool(item: Any, path: str, *, read_keys: bool = True) -> PoolConfig:
             "connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_SECONDS
         ),
         "stream": item.get("stream", False),
+        "tool_choice": item.get("toolChoice", "auto"),
+        "context_window": item.get("contextWindow"),
+        "tool_calls_in_content": item.get("toolCallsInContent", False),
+        "max_output_tokens": item.get("maxOutputTokens"),
+        "return_token_ids": item.get("returnTokenIds", False),
     }
     _validate(fields, path, camel=True)
     if fields["api_key_file"] is not None:
@@ -328,6 +375,11 @@ _CAMEL = {
     "api_key_file": "apiKeyFile",
     "request_timeout_seconds": "requestTimeoutSeconds",
     "connect_timeout_seconds": "connectTimeoutSeconds",
+    "tool_choice": "toolChoice",
+    "context_window": "contextWindow",
+    "tool_calls_in_content": "toolCallsInContent",
+    "max_output_tokens": "maxOutputTokens",
+    "return_token_ids": "returnTokenIds",
 }
 
 
@@ -371,8 +423,21 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
     for key in ("request_timeout_seconds", "connect_timeout_seconds"):
         if not _positive_number(values[key]):
             raise ConfigError(f"{at(key)}: must be a number of seconds > 0, got {values[key]!r}")
-    if not isinstance(values.get("stream", False), bool):
-        raise ConfigError(f"{at('stream')}: must be true or false, got {values['stream']!r}")
+    for key in ("stream", "return_token_ids"):
+        if not isinstance(values.get(key, False), bool):
+            raise ConfigError(f"{at(key)}: must be true or false, got {values[key]!r}")
+    choice = values.get("tool_choice", "auto")
+    if choice not in TOOL_CHOICES:
+        raise ConfigError(f"{at('tool_choice')}: must be one of auto, required, got {choice!r}")
+    for key, low in (("context_window", 256), ("max_output_tokens", 1)):
+        n = values.get(key)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < low):
+            raise ConfigError(f"{at(key)}: must be an integer >= {low}, got {n!r}")
+    if not isinstance(values.get("tool_calls_in_content", False), bool):
+        raise ConfigError(
+            f"{at('tool_calls_in_content')}: must be true or false, "
+            f"got {values['tool_calls_in_content']!r}"
+        )
 
 
 def _positive_number(value: Any) -> bool:

@@ -13,12 +13,21 @@ from __future__ import annotations
 import json
 import random
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from kswarm.sim.config import SimConfig
 
-__all__ = ["Answer", "ChatCall", "InvalidRequest", "completion_id", "parse_body", "spread"]
+__all__ = [
+    "Answer",
+    "ChatCall",
+    "InvalidRequest",
+    "add_token_ids",
+    "completion_id",
+    "parse_body",
+    "spread",
+]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 CONTENT_PIECES = 8
@@ -268,3 +277,41 @@ def _pieces(text: str, most: int) -> list[str]:
         return []
     size = -(-len(text) // most)
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+# ---------------------------------------------------------------------- token ids
+
+_VOCAB = 50_000
+
+
+def _word_ids(text: str) -> list[int]:
+    return [100 + zlib.crc32(w.encode()) % _VOCAB for w in text.split()]
+
+
+def _message_ids(message: dict[str, Any]) -> list[int]:
+    """A message's ids under the simulator's stand-in tokenizer: one id per word of its role,
+    content and tool calls. Not a real vocabulary; its one property is that a conversation's
+    ids only grow at the end, as a chat template's do."""
+    parts = [f"<|{message.get('role')}|>", str(message.get("content") or "")]
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        parts += ["<tool_call>", str(function.get("name", "")), str(function.get("arguments", ""))]
+    return _word_ids(" ".join(parts))
+
+
+def add_token_ids(completion: dict[str, Any], body: dict[str, Any], answer: Answer) -> None:
+    """Add vLLM's ``prompt_token_ids``, ``choices[0].token_ids`` and per-token ``logprobs``
+    (as ``return_token_ids`` and ``logprobs`` ask) to a non-streaming completion."""
+    tools = body.get("tools")
+    prompt = _word_ids(json.dumps(tools)) if tools else []
+    for message in body.get("messages") or []:
+        prompt += _message_ids(message)
+    generated = _message_ids(
+        {"role": "assistant", "content": answer.content, "tool_calls": answer.tool_calls}
+    )
+    choice = completion["choices"][0]
+    completion["prompt_token_ids"] = prompt
+    choice["token_ids"] = generated
+    choice["logprobs"] = {
+        "content": [{"token": f"<{i}>", "logprob": -(i % 997) / 1000} for i in generated]
+    }

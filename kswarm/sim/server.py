@@ -196,9 +196,10 @@ class SimService:
             self.engine.abort(sim)
             raise
         extra = self._extra(model_seconds, received)
-        return web.json_response(
-            answer.completion(chat, sim.cached_tokens, sim.prompt_tokens, extra)
-        )
+        completion = answer.completion(chat, sim.cached_tokens, sim.prompt_tokens, extra)
+        if body.get("return_token_ids") or body.get("logprobs"):
+            protocol.add_token_ids(completion, body, answer)
+        return web.json_response(completion)
 
     async def _fail(self, fault: str) -> web.Response:
         cfg = self.config

@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ANSWER",
     "ASSIGN_TASK",
     "CONTROL_TOOLS",
     "CREATE_SUBAGENT",
     "FINISH",
     "SPAWN_SUBAGENTS",
+    "STEERING_TOOLS",
+    "answer_spec",
     "control_specs",
     "system_prompt",
 ]
@@ -24,6 +27,11 @@ CREATE_SUBAGENT = "create_subagent"
 ASSIGN_TASK = "assign_task"
 FINISH = "finish"
 CONTROL_TOOLS = (SPAWN_SUBAGENTS, CREATE_SUBAGENT, ASSIGN_TASK, FINISH)
+ANSWER = "answer"
+"""How a sub-agent (or the single agent) ends when its pool has ``toolChoice: required`` and
+every step must be a tool call; with ``auto`` it ends by answering in text."""
+STEERING_TOOLS = (*CONTROL_TOOLS, ANSWER)
+"""Calls that steer agents rather than use a tool: reports leave them out of ``toolCalls``."""
 
 _SPECS: dict[str, dict[str, Any]] = {
     SPAWN_SUBAGENTS: {
@@ -80,6 +88,21 @@ _SPECS: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+
+def answer_spec() -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": ANSWER,
+            "description": "End your work with the result of your task.",
+            "parameters": {
+                "type": "object",
+                "properties": {"answer": {"type": "string"}},
+                "required": ["answer"],
+            },
+        },
+    }
 
 
 def control_specs() -> list[dict[str, Any]]:

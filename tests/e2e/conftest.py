@@ -24,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TESTCP = REPO / "hack" / "testcp" / "testcp.sh"
 CRDS = REPO / "crds"
-CRD_NAMES = ("swarmjobs.kswarm.dev", "modelpools.kswarm.dev")
+CRD_NAMES = ("swarmjobs.kswarm.dev", "modelpools.kswarm.dev", "toolservers.kswarm.dev")
 
 # Building kube-apiserver from source on a small machine can take most of an hour.
 BUILD_TIMEOUT_S = int(os.environ.get("TESTCP_BUILD_TIMEOUT", "5400"))

@@ -8,9 +8,10 @@
   Secret into a folder laid out as a Secret volume (the operator's ``KSWARM_POOL_KEYS_DIR``), so
   a ModelPool and its API key reach the worker the way they do in a cluster. One simulated pool,
   ``keyed``, requires an API key (``POOL_KEY``).
-* :class:`OperatorProcess`: ``python -m kswarm.operator`` as a subprocess, logged in with the
-  token of the ``kswarm-operator`` ServiceAccount bound to ``deploy/rbac.yaml``: if the RBAC
-  there lacks a verb the operator uses, these tests fail. A test may kill it and start it again.
+* :class:`OperatorProcess`: ``kswarm operator`` (the console script, as deployed) as a
+  subprocess, logged in with the token of the ``kswarm-operator`` ServiceAccount bound to
+  ``deploy/rbac.yaml``: if the RBAC there lacks a verb the operator uses, these tests fail. A
+  test may kill it and start it again.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from kswarm.ledger import JobCounters, Ledger
 from kswarm.llm.pools import PoolConfig, pool_entry
 from kswarm.sim.config import SimConfig
 from kswarm.sim.serving import SimReplica, start_replicas, stop_replicas
-from kswarm.tools.control import CONTROL_TOOLS
+from kswarm.tools.control import STEERING_TOOLS
 from kswarm.workflows.pool_workers import PoolWorkers
 from kswarm.workflows.worker import serve
 
@@ -272,8 +273,18 @@ def apply_operator_identity(kubectl: Callable[..., subprocess.CompletedProcess[s
         kubectl("apply", "-f", str(DEPLOY / part))
 
 
+def console_script() -> str:
+    """The ``kswarm`` console script of this environment: the command deploy/ runs."""
+    beside = Path(sys.executable).parent / "kswarm"
+    found = str(beside) if beside.exists() else shutil.which("kswarm")
+    if not found:
+        raise RuntimeError(f"no kswarm console script beside {sys.executable} nor on PATH")
+    return found
+
+
 class OperatorProcess:
-    """``python -m kswarm.operator`` with the given kubeconfig and backend."""
+    """``kswarm operator`` (the console script, as deploy/ runs it) with the given kubeconfig
+    and backend, logging at the level it defaults to there (no ``KSWARM_LOG_LEVEL``)."""
 
     def __init__(
         self,
@@ -291,8 +302,9 @@ class OperatorProcess:
         self.starts = 0
 
     def env(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if k != "KSWARM_LOG_LEVEL"}
         return {
-            **os.environ,
+            **inherited,
             "KUBECONFIG": str(self.kubeconfig),
             "KSWARM_TEMPORAL_ADDRESS": self.backend.temporal_address,
             "KSWARM_DATABASE_URL": self.backend.database_url,
@@ -306,7 +318,6 @@ class OperatorProcess:
             "KSWARM_POOL_PROBE_INTERVAL": "1",
             "KSWARM_CANCEL_TIMEOUT": "20",
             "KSWARM_OPERATOR_HEALTH": f"http://127.0.0.1:{self.port}/healthz",
-            "KSWARM_LOG_LEVEL": "INFO",
             **self.extra_env,
         }
 
@@ -316,7 +327,7 @@ class OperatorProcess:
             log.write(f"\n===== operator start {self.starts} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "kswarm.operator"],
+                [console_script(), "operator"],
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -481,7 +492,7 @@ def events(cp: Any, name: str, namespace: str) -> list[dict[str, Any]]:
 def assert_status_matches_ledger(status: dict[str, Any], swarm: SwarmBackend, uid: str) -> None:
     counters = swarm.counters(uid)
     job = swarm.job(uid)
-    control = sum(n for tool, n in counters.by_tool.items() if tool in CONTROL_TOOLS)
+    control = sum(n for tool, n in counters.by_tool.items() if tool in STEERING_TOOLS)
     assert status["toolCalls"] == {
         "total": counters.tool_calls_total - control,
         "failed": counters.tool_calls_failed + counters.tool_calls_refused,

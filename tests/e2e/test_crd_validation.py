@@ -68,7 +68,7 @@ INVALID = [
     pytest.param(
         None,
         swarmjob("too-many-subagents", subagents={"maxConcurrent": 1000}),
-        ["spec.subagents.maxConcurrent", "less than or equal to 100"],
+        ["spec.subagents.maxConcurrent", "less than or equal to 300"],
         id="maxConcurrent-1000",
     ),
     pytest.param(
@@ -134,6 +134,18 @@ INVALID = [
         id="unknown-field-typo",
     ),
     pytest.param(
+        None,
+        swarmjob("tool-with-space", tools=["web search"]),
+        ["spec.tools[0]", "should match", '"web search"'],
+        id="tool-name-with-space",
+    ),
+    pytest.param(
+        None,
+        swarmjob("subagent-tool-wildcard", subagents={"tools": ["search", "github__a*"]}),
+        ["spec.subagents.tools[1]", "should match"],
+        id="subagent-tool-partial-wildcard",
+    ),
+    pytest.param(
         swarmjob("immutable"),
         swarmjob("immutable", task="Something else entirely."),
         ["spec", "spec is immutable after creation; delete and re-create the SwarmJob"],
@@ -183,6 +195,70 @@ INVALID = [
     ),
     pytest.param(
         None,
+        modelpool("min-over-max", replicas=2, autoscaling={"minReplicas": 5, "maxReplicas": 3}),
+        ["spec.autoscaling", "minReplicas must not exceed spec.autoscaling.maxReplicas"],
+        id="pool-autoscaling-min-over-max",
+    ),
+    pytest.param(
+        None,
+        modelpool("scale-to-zero", replicas=1, autoscaling={"minReplicas": 0, "maxReplicas": 3}),
+        ["spec.autoscaling.minReplicas", "greater than or equal to 1"],
+        id="pool-autoscaling-min-0",
+    ),
+    pytest.param(
+        None,
+        modelpool("max-65", replicas=1, autoscaling={"maxReplicas": 65}),
+        ["spec.autoscaling.maxReplicas", "less than or equal to 64"],
+        id="pool-autoscaling-max-65",
+    ),
+    pytest.param(
+        None,
+        modelpool("no-max", replicas=1, autoscaling={"minReplicas": 2}),
+        ["spec.autoscaling.maxReplicas", "Required value"],
+        id="pool-autoscaling-without-max",
+    ),
+    pytest.param(
+        None,
+        modelpool(
+            "zero-target", replicas=1, autoscaling={"maxReplicas": 2, "targetWaitingPerReplica": 0}
+        ),
+        ["spec.autoscaling.targetWaitingPerReplica", "greater than 0"],
+        id="pool-autoscaling-target-0",
+    ),
+    pytest.param(
+        None,
+        modelpool(
+            "scaled-endpoint", endpoint="http://vllm:8000/v1", autoscaling={"maxReplicas": 2}
+        ),
+        ["spec.autoscaling applies only to managed vLLM pools"],
+        id="pool-autoscaling-on-an-endpoint",
+    ),
+    pytest.param(
+        None,
+        swarmjob("user-no-function", evaluation={"scorer": "user"}),
+        ["spec.evaluation.function must name the scorer as module:function"],
+        id="user-scorer-without-function",
+    ),
+    pytest.param(
+        None,
+        swarmjob("f1-no-key", evaluation={"scorer": "item-f1"}),
+        ["spec.evaluation.answerKey is required by the item-f1 and exact-match scorers"],
+        id="item-f1-without-answer-key",
+    ),
+    pytest.param(
+        None,
+        swarmjob("epoch-past-end", rollout={"samples": 2, "epoch": 3, "epochs": 3}),
+        ["spec.rollout.epoch counts from 0 and must be less than spec.rollout.epochs"],
+        id="rollout-epoch-past-the-end",
+    ),
+    pytest.param(
+        None,
+        swarmjob("zero-critical", limits={"maxCriticalSteps": 0}),
+        ["spec.limits.maxCriticalSteps", "greater than or equal to 1"],
+        id="max-critical-steps-0",
+    ),
+    pytest.param(
+        None,
         modelpool("zero-rps", simulator={}, rateLimit={"requestsPerSecond": 0}),
         ["spec.rateLimit.requestsPerSecond", "greater than 0"],
         id="pool-zero-rate-limit",
@@ -209,6 +285,27 @@ def test_invalid_manifest_is_refused(
             "get", kind, manifest["metadata"]["name"], "--ignore-not-found", "-o", "name"
         )
         assert got.stdout.strip() == "", f"refused object exists anyway: {got.stdout}"
+
+
+def test_a_rollout_job_keeps_its_answer_key_rows_and_gets_rollout_defaults(
+    control_plane: ControlPlane,
+) -> None:
+    name = _name("rollout")
+    rows = [{"entity": "Acme", "founded": 1990, "ceo": "Ann Lee"}]
+    evaluation = {"scorer": "item-f1", "answerKey": {"rows": rows}, "successThreshold": 0.9}
+    apply(control_plane, swarmjob(name, evaluation=evaluation, rollout={"samples": 4}))
+    got = json.loads(control_plane.kubectl("get", "swarmjob", name, "-o", "json").stdout)
+    spec = got["spec"]
+    assert spec["evaluation"]["answerKey"]["rows"] == rows  # free-form rows are not pruned
+    assert spec["rollout"] == {
+        "samples": 4,
+        "epoch": 0,
+        "epochs": 1,
+        "lambdaStart": 0.1,
+        "lambdaEnd": 0.0,
+        "temperature": 1.0,
+        "seed": 0,
+    }
 
 
 def test_valid_swarmjob_gets_defaults(control_plane: ControlPlane) -> None:
@@ -240,7 +337,7 @@ def test_valid_swarmjob_gets_defaults(control_plane: ControlPlane) -> None:
         "subagents.pool": "default",
         "subagents.maxConcurrent": "100",
         "subagents.maxSteps": "30",
-        "tools": '["search"]',
+        "tools": "[]",
         "limits.maxToolCalls": "1500",
         "retry.maxAttempts": "5",
         "retry.initialIntervalSeconds": "1",
@@ -356,7 +453,7 @@ def test_explain_shows_descriptions(control_plane: ControlPlane) -> None:
     assert "The sub-agents the orchestrator spawns" in out, out
     for field in ("maxConcurrent", "maxSteps", "pool", "model", "tools"):
         assert field in out, f"{field} missing from:\n{out}"
-    assert "Sub-agents running at once, 1 to 100 (default 100)" in out, out
+    assert "Sub-agents running at once, 1 to 300 (default 100)" in out, out
 
     out = " ".join(control_plane.kubectl("explain", "modelpool.spec.router").stdout.split())
     assert "prefix-affinity" in out and "KV-cache" in out, out
@@ -371,6 +468,10 @@ def test_explain_shows_descriptions(control_plane: ControlPlane) -> None:
             id="managed-vllm",
         ),
         pytest.param({"simulator": {"timeScale": 0, "seed": 7}}, id="simulator"),
+        pytest.param(
+            {"replicas": 1, "autoscaling": {"minReplicas": 1, "maxReplicas": 1}},
+            id="managed-autoscaled-min-equals-max",
+        ),
     ],
 )
 def test_valid_modelpools(control_plane: ControlPlane, backend: dict[str, Any]) -> None:
@@ -402,3 +503,15 @@ def test_simulator_pool_defaults(control_plane: ControlPlane) -> None:
         "{.spec.simulator.timeScale}",
     ).stdout
     assert out.split() == ["1", "256", "1"]
+
+
+def test_tool_names_of_the_registry_and_of_tool_servers_are_accepted(
+    control_plane: ControlPlane,
+) -> None:
+    name = _name("tool-names")
+    tools = ["search", "write_note", "github__create_issue", "docs__*"]
+    apply(control_plane, swarmjob(name, tools=tools, subagents={"tools": tools[1:]}))
+    out = control_plane.kubectl(
+        "get", "sj", name, "-o", "jsonpath={.spec.tools} {.spec.subagents.tools}"
+    ).stdout
+    assert [json.loads(part) for part in out.split()] == [tools, tools[1:]]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from operator_support import DEPLOY, apply_operator_identity
 
-from kswarm.operator.workerpools import DEFAULT_KEYS_DIR, load_static_pools
+from kswarm.operator.pools_document import DEFAULT_KEYS_DIR, load_static_pools
 
 if TYPE_CHECKING:
     from conftest import ControlPlane
@@ -71,6 +71,7 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     for name in ("swarmjobs", "modelpools"):
         assert {name, f"{name}/status", f"{name}/finalizers"} <= resources
+    assert {"toolservers", "toolservers/status"} <= resources  # no finalizer: nothing to undo
     assert "secrets" not in resources and "*" not in resources
     assert all("*" not in rule["verbs"] for rule in role["rules"])
     roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
@@ -78,9 +79,16 @@ def test_the_operator_role_names_status_and_finalizers_and_no_secrets(
     for role in roles.values():  # Secrets and the pools ConfigMap: by name only
         assert all(rule.get("resourceNames") for rule in role["rules"])
     pools, keys = roles["kswarm-operator-pools"]["rules"]
-    assert (pools["resources"], pools["resourceNames"]) == (["configmaps"], ["kswarm-pools"])
-    # The Secret of the workers' API keys: written, never read back, and no other Secret.
-    assert (keys["resources"], keys["resourceNames"]) == (["secrets"], ["kswarm-pool-keys"])
+    assert (pools["resources"], pools["resourceNames"]) == (
+        ["configmaps"],
+        ["kswarm-pools", "kswarm-tools"],
+    )
+    # The Secrets of the workers' API keys and tool tokens: written, never read back, and no
+    # other Secret.
+    assert (keys["resources"], keys["resourceNames"]) == (
+        ["secrets"],
+        ["kswarm-pool-keys", "kswarm-tool-keys"],
+    )
     assert set(keys["verbs"]) == {"create", "patch"}
     assert roles["kswarm-operator-pools"]["metadata"]["namespace"] == "kswarm-system"
 
@@ -100,6 +108,9 @@ def operator_identity(control_plane: ControlPlane) -> str:
         pytest.param("update", "modelpools.kswarm.dev:finalizers", "x", True, id="finalizers"),
         pytest.param("create", "deployments.apps", "x", True, id="create-deployments"),
         pytest.param("create", "events", "x", True, id="create-events"),
+        pytest.param("patch", "horizontalpodautoscalers.autoscaling", "x", True, id="patch-hpas"),
+        pytest.param("delete", "horizontalpodautoscalers.autoscaling", "x", True, id="delete-hpas"),
+        pytest.param("list", "horizontalpodautoscalers.autoscaling", "x", False, id="no-hpa-list"),
         pytest.param("list", "secrets", "default", False, id="no-listing-secrets"),
         pytest.param("get", "secrets/kswarm-database", "kswarm-system", False, id="no-db-secret"),
         pytest.param("get", "secrets/model-api-key", "default", True, id="named-pool-secret"),
@@ -156,6 +167,40 @@ def test_the_operator_may_do_what_it_needs_and_nothing_else(
     )
 
 
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        pytest.param("create", "scaledobjects", True, id="create-scaledobjects"),
+        pytest.param("patch", "scaledobjects", True, id="patch-scaledobjects"),
+        pytest.param("delete", "scaledobjects", True, id="delete-scaledobjects"),
+        pytest.param("get", "scaledobjects", False, id="no-reading-scaledobjects"),
+        pytest.param("create", "scaledjobs", False, id="no-scaledjobs"),
+        pytest.param("create", "triggerauthentications", False, id="no-trigger-auth"),
+    ],
+)
+def test_the_operator_may_manage_keda_scaled_objects_before_keda_is_installed(
+    control_plane: ControlPlane, operator_identity: str, verb: str, resource: str, allowed: bool
+) -> None:
+    """Asked with a SubjectAccessReview: ``kubectl auth can-i`` cannot name the group of a
+    resource type the server does not serve yet."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": operator_identity,
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:kswarm-system"],
+            "resourceAttributes": {
+                "namespace": "x",
+                "verb": verb,
+                "group": "keda.sh",
+                "resource": resource,
+            },
+        },
+    }
+    out = control_plane.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
+    assert json.loads(out.stdout)["status"].get("allowed", False) is allowed
+
+
 def test_the_worker_s_identity_reads_no_secret(
     control_plane: ControlPlane, operator_identity: str
 ) -> None:
@@ -191,6 +236,8 @@ def test_the_workers_mount_the_pools_configmap_that_the_operator_writes(
         raise AssertionError(f"{name}: {env}={path} is not a file of ConfigMap {config_map}")
 
     assert mounted("kswarm-worker", "KSWARM_POOLS_FILE", "kswarm-pools") == "pools.yaml"
+    assert mounted("kswarm-worker", "KSWARM_TOOLS_FILE", "kswarm-tools") == "tools.yaml"
+    assert "kswarm-tools" not in config_maps
     # The pools' API keys: the Secret the operator writes, where its apiKeyFile paths point.
     (op,) = deployments["kswarm-operator"]["spec"]["template"]["spec"]["containers"]
     keys_dir = next(e["value"] for e in op["env"] if e["name"] == "KSWARM_POOL_KEYS_DIR")

@@ -7,6 +7,7 @@ quickstart task), so there is time to act while they run.
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from operator_support import (
@@ -60,6 +61,17 @@ def test_deleting_a_running_job_cancels_its_workflow_and_releases_the_finalizer(
     assert swarm.describe(wid).status.name == "CANCELED"
     job = swarm.job(sj["metadata"]["uid"])
     assert job is not None and job.phase == "Cancelled"
+
+    # The deletion ran once: one line, one event, and no final status written after it.
+    where = f"namespace={namespace} name=doomed"
+    deleted = f"job deleted {where} workflow_id={wid} workflow_status=CANCELED"
+    wait_for("the deletion in the operator's log", lambda: deleted in kswarm_operator.log_tail())
+    time.sleep(3.0)  # room for a repeat: several status intervals and kopf's retry backoff
+    log = kswarm_operator.log_path.read_text(errors="replace")
+    assert log.count(f"job deleted {where} ") == 1, kswarm_operator.log_tail()
+    assert f"job finished {where} " not in log, kswarm_operator.log_tail()
+    cancelled = [e for e in events(cp, "doomed", namespace) if e["reason"] == "Cancelled"]
+    assert len(cancelled) == 1 and cancelled[0].get("count", 1) == 1, cancelled
 
 
 def test_an_operator_restart_mid_job_starts_nothing_twice_and_the_status_converges(

@@ -462,10 +462,18 @@ def test_a_pool_s_api_key_reaches_the_workers_through_a_secret_and_never_the_con
         )
         assert run_job(cp, swarm, ns, name, jobs) == {(key, url)}
 
-        # A deleted pool's key leaves the Secret.
+        # A deleted pool leaves the ConfigMap, and then its key leaves the Secret, so no worker
+        # ever lists a pool whose key file is gone. Both writes are waited for; their order is
+        # that of their resourceVersions (one etcd revision counts every write of the server).
         cp.kubectl("delete", "mp", name, "-n", ns, "--timeout=30s", timeout=40)
+        wait_published(cp, f"{key} to leave the ConfigMap", lambda p: key not in p)
         wait_for(f"{file} to leave the Secret", lambda: file not in pool_keys(cp), timeout=30)
-        assert key not in published(cp)
+        configmap = pools_configmap(cp)
+        assert configmap is not None and key not in published(cp)
+        secret = get(cp, "secret", POOL_KEYS_SECRET, OPERATOR_NAMESPACE)
+        left_configmap = int(configmap["metadata"]["resourceVersion"])
+        left_secret = int(secret["metadata"]["resourceVersion"])
+        assert left_configmap < left_secret, "the key left the Secret before the pool left"
     finally:
         for job in jobs:
             cp.kubectl("delete", "sj", job, "-n", ns, "--timeout=30s", check=False, timeout=40)

@@ -77,6 +77,20 @@ def test_quickstart_applied_with_kubectl_succeeds_and_its_status_matches_the_led
     assert "critical steps" in conds["Succeeded"]["message"]
 
 
+def test_the_deployed_operator_logs_its_start_and_the_job_s_end_at_its_default_level(
+    quickstart: Finished, kswarm_operator: OperatorProcess
+) -> None:
+    """``kswarm operator``, as deploy/ runs it, without ``KSWARM_LOG_LEVEL``: INFO lines show."""
+    assert "KSWARM_LOG_LEVEL" not in kswarm_operator.env()
+    finished = f"job finished namespace={quickstart.namespace} name=quickstart phase=Succeeded"
+    text = wait_for(
+        "the job finished line in the operator's log",
+        lambda: (t := kswarm_operator.log_path.read_text(errors="replace")) and finished in t and t,
+        timeout=10,
+    )
+    assert "level=INFO logger=kswarm.operator.running operator started clusterwide=True" in text
+
+
 def test_kubectl_get_shows_the_printer_columns_with_values(
     quickstart: Finished, control_plane: ControlPlane
 ) -> None:

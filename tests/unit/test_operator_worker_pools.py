@@ -15,17 +15,15 @@ import yaml
 from kswarm.errors import ConfigError, SpecError
 from kswarm.llm.pools import PoolConfig, load_pools, pool_entry
 from kswarm.operator.kube import KubeNotFound, KubeRefused, KubeRetryable
-from kswarm.operator.swarmjobs import PoolMissing, resolve_pool, resolve_pools
-from kswarm.operator.workerpools import (
-    CONFIGMAP_KEY,
+from kswarm.operator.pool_resolution import PoolMissing, resolve_pool, resolve_pools
+from kswarm.operator.pools_document import (
     PoolLeftOut,
-    PoolPublisher,
     build_document,
     load_static_pools,
     model_pool_entry,
-    read_api_keys,
     report,
 )
+from kswarm.operator.workerpools import CONFIGMAP_KEY, PoolPublisher, read_api_keys
 from kswarm.spec import parse_spec
 
 
@@ -94,6 +92,28 @@ def test_an_endpoint_pool_is_served_at_the_base_url_of_its_endpoint(
 ) -> None:
     entry = model_pool_entry(modelpool("ns", "remote", endpoint=endpoint))
     assert entry["replicas"] == [base]
+
+
+def test_an_endpoint_pool_passes_the_options_for_real_servers_to_the_workers() -> None:
+    entry = model_pool_entry(
+        modelpool(
+            "ns",
+            "llama",
+            endpoint="http://llama.ns.svc:8080",
+            toolChoice="required",
+            contextWindow=2048,
+            toolCallsInContent=True,
+            maxOutputTokens=48,
+        )
+    )
+    (pool,) = load_pools({"pools": [entry]})
+    assert (pool.tool_choice, pool.context_window) == ("required", 2048)
+    assert (pool.tool_calls_in_content, pool.max_output_tokens) == (True, 48)
+
+
+def test_a_bad_option_for_real_servers_leaves_the_pool_out_naming_the_field() -> None:
+    with pytest.raises(PoolLeftOut, match=r"spec\.toolChoice: must be one of auto, required"):
+        model_pool_entry(modelpool("ns", "llama", endpoint="http://h:1", toolChoice="any"))
 
 
 @pytest.mark.parametrize(
@@ -304,9 +324,7 @@ async def test_read_api_keys_reads_the_named_key_and_leaves_a_busy_api_server_to
         await read_api_keys(api, [pool])
 
 
-async def test_the_publisher_writes_the_keys_secret_before_the_configmap_and_only_on_change() -> (
-    None
-):
+async def test_the_publisher_writes_new_keys_before_the_configmap_and_only_on_change() -> None:
     remote = modelpool("ns", "remote", endpoint="http://r:8000", apiKeySecret={"name": "k"})
     api: Any = KubeStandIn([remote], {("ns", "k"): {"api-key": b"sk-1"}})
     publisher = PoolPublisher(api, namespace="kswarm-system", keys_dir="/keys")
@@ -329,10 +347,31 @@ async def test_the_publisher_writes_the_keys_secret_before_the_configmap_and_onl
     await publisher.publish()
     assert api.writes[4:] == [("Secret", "kswarm-system/kswarm-pool-keys", {"ns.remote": "sk-2"})]
 
-    api.pools = [modelpool("ns", "open", simulator={})]  # the pool is gone: so is its key
+    # The pool is gone: it leaves the ConfigMap first, then its key leaves the Secret.
+    api.pools = [modelpool("ns", "open", simulator={})]
     await publisher.publish()
-    assert api.writes[5][0:3:2] == ("Secret", {})
-    assert api.writes[6][0] == "ConfigMap"
+    assert [kind for kind, _, _ in api.writes[5:]] == ["ConfigMap", "Secret"]
+    assert "ns/remote" not in api.writes[5][2][CONFIGMAP_KEY] and api.writes[6][2] == {}
+    await publisher.publish(force=True)  # a resync after it writes each once, keys first
+    assert [(kind, data) for kind, _, data in api.writes[7:8]] == [("Secret", {})]
+    assert [kind for kind, _, _ in api.writes[7:]] == ["Secret", "ConfigMap"]
+
+
+async def test_a_new_key_and_a_removed_one_in_one_pass_keep_every_listed_pool_keyed() -> None:
+    first = modelpool("ns", "first", endpoint="http://r:8000", apiKeySecret={"name": "k"})
+    second = modelpool("ns", "second", endpoint="http://s:8000", apiKeySecret={"name": "k"})
+    api: Any = KubeStandIn([first], {("ns", "k"): {"api-key": b"sk-1"}})
+    publisher = PoolPublisher(api, namespace="kswarm-system", keys_dir="/keys")
+    await publisher.publish()
+    api.writes.clear()
+
+    api.pools = [second]  # one pool replaced by another in the same pass
+    await publisher.publish()
+    assert [(kind, data) for kind, _, data in api.writes if kind == "Secret"] == [
+        ("Secret", {"ns.first": "sk-1", "ns.second": "sk-1"}),
+        ("Secret", {"ns.second": "sk-1"}),
+    ]
+    assert [kind for kind, _, _ in api.writes] == ["Secret", "ConfigMap", "Secret"]
 
 
 async def test_a_keys_secret_the_operator_cannot_write_leaves_the_keyed_pools_out(

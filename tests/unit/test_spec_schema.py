@@ -9,6 +9,7 @@ disagreed.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any
 
@@ -101,3 +102,42 @@ def test_an_evaluation_names_a_known_scorer() -> None:
         parse_spec({"task": "t", "evaluation": {"scorer": "vibes"}})
     with pytest.raises(SpecError, match=r"spec\.evaluation\.scorer: is required"):
         parse_spec({"task": "t", "evaluation": {}})
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        pytest.param("search", id="plain"),
+        pytest.param("write_note", id="underscore"),
+        pytest.param("web-fetch", id="dash"),
+        pytest.param("github__create_issue", id="server-tool"),
+        pytest.param("docs__search.v2", id="mcp-tool-with-dot"),
+        pytest.param("github__*", id="server-allow-list"),
+    ],
+)
+def test_a_tool_name_the_registry_or_a_tool_server_can_offer_is_accepted(tool: str) -> None:
+    spec = parse_spec({"task": "t", "tools": [tool], "subagents": {"tools": [tool]}})
+    assert spec.tools == (tool,) and spec.subagents.tools == (tool,)
+
+
+@pytest.mark.parametrize(
+    ("tool", "field"),
+    [
+        pytest.param("web search", "tools", id="space"),
+        pytest.param("search()", "tools", id="parentheses"),
+        pytest.param("github__", "tools", id="server-without-tool"),
+        pytest.param("__search", "subagents.tools", id="tool-without-server"),
+        pytest.param("github__a*", "subagents.tools", id="partial-wildcard"),
+        pytest.param("*", "subagents.tools", id="bare-wildcard"),
+        pytest.param("x" * 129, "tools", id="longer-than-128"),
+    ],
+)
+def test_a_tool_name_that_can_never_exist_is_refused_naming_the_item(tool: str, field: str) -> None:
+    raw: dict[str, Any] = {"task": "t"}
+    if field == "tools":
+        raw["tools"] = ["search", tool]
+    else:
+        raw["subagents"] = {"tools": ["search", tool]}
+    with pytest.raises(SpecError, match=rf"^spec\.{re.escape(field)}\[1\]: ") as e:
+        parse_spec(raw)
+    assert repr(tool) in str(e.value) or "characters long" in str(e.value)

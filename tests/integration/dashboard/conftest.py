@@ -14,33 +14,33 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "telemetry"))
 
 from dashboard_support import FilledLedger
 from telemetry_support import example, traced_stack
 
-from kswarm.devserver import start_dev_server
+from kswarm.devserver import DevServer
 
 REPO = Path(__file__).resolve().parents[3]
 OUTPUT = REPO / "test-output" / "dashboard"
 
 
 @pytest.fixture(scope="session")
-async def filled_ledger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FilledLedger]:
+async def filled_ledger(
+    temporal: DevServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FilledLedger]:
     tmp = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{tmp / 'ledger.db'}"
-    async with start_dev_server(tmp / "temporal") as server:
-        async with traced_stack(server.address, tmp, ledger_url=url) as stack:
-            quick = example("quickstart")
-            jobs = {
-                "swarm": stack.job(quick),
-                "single": stack.job(quick, mode="single"),
-                "failed": stack.job(quick, limits__maxToolCalls=6),
-            }
-            results = {kind: await stack.run(inp) for kind, inp in jobs.items()}
-            await stack.ledger.flush()
+    async with traced_stack(temporal.address, tmp, ledger_url=url) as stack:
+        quick = example("quickstart")
+        jobs = {
+            "swarm": stack.job(quick),
+            "single": stack.job(quick, mode="single"),
+            "failed": stack.job(quick, limits__maxToolCalls=6),
+        }
+        results = {kind: await stack.run(inp) for kind, inp in jobs.items()}
+        await stack.ledger.flush()
     assert results["swarm"].phase == results["single"].phase == "Succeeded"
     assert results["failed"].phase == "Failed", results["failed"]
     yield FilledLedger(
@@ -59,23 +59,6 @@ def ledger_env(filled_ledger: FilledLedger, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("KSWARM_DATABASE_URL", filled_ledger.url)
     st.cache_data.clear()
     return filled_ledger
-
-
-@pytest.fixture(autouse=True)
-def _pages_by_navigation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run pages through app.py's st.navigation, as ``kswarm dashboard`` serves them.
-
-    AppTest resets Streamlit's "pages/ folder" flag before every run, which would run our page
-    scripts on their own (Streamlit's older multipage mode); ``kswarm.dashboard.main`` turns
-    that mode off before serving, and so does this, after each reset.
-    """
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)  # type: ignore[arg-type]
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture(scope="session")

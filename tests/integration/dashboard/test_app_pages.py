@@ -8,6 +8,8 @@ import pytest
 from dashboard_support import FilledLedger
 from streamlit.testing.v1 import AppTest
 
+from kswarm.devserver import DevServer
+
 APP = str(Path(__file__).resolve().parents[3] / "dashboard" / "app.py")
 
 
@@ -48,7 +50,7 @@ def test_the_job_page_shows_timeline_stages_and_ledger_of_each_job(
 ) -> None:
     uid = getattr(ledger_env, kind)
     at = app().run()
-    at.switch_page("pages/job.py")
+    at.switch_page("views/job.py")
     at.query_params["job"] = uid
     at.run()
     no_exception(at)
@@ -62,6 +64,7 @@ def test_the_job_page_shows_timeline_stages_and_ledger_of_each_job(
     assert len(stages) == ledger_env.stages[uid]
     tools = next(v for v in tables if "tool" in v.columns)
     assert len(tools) > 0 and set(tools["tool"]) >= {"search"}
+    assert set(tools["server"]) == {""}  # built-in tools come from no MCP server
     compared = [v for v in tables if "critical_steps" in v.columns]
     if kind == "failed":
         assert not compared  # a failed run is compared with nothing
@@ -71,7 +74,7 @@ def test_the_job_page_shows_timeline_stages_and_ledger_of_each_job(
 
 def test_the_tool_ledger_filters_and_an_agents_messages_show(ledger_env: FilledLedger) -> None:
     at = app().run()
-    at.switch_page("pages/job.py")
+    at.switch_page("views/job.py")
     at.query_params["job"] = ledger_env.swarm
     at.run()
     at.multiselect(key="job.tools.status").set_value(["succeeded"]).run()
@@ -93,7 +96,7 @@ def test_the_tool_ledger_filters_and_an_agents_messages_show(ledger_env: FilledL
 
 def test_the_pools_page_summarises_each_replica(ledger_env: FilledLedger) -> None:
     at = app().run()
-    at.switch_page("pages/pools.py").run()
+    at.switch_page("views/pools.py").run()
     no_exception(at)
     assert at.title[0].value == "Model pools"
     summary = next(df.value for df in at.dataframe if "replica" in df.value.columns)
@@ -117,7 +120,7 @@ def test_an_empty_ledger_tells_how_to_run_a_first_job(
 
     migrating.upgrade(f"sqlite:///{tmp_path / 'empty.db'}")
     st.cache_data.clear()
-    for page in (None, "pages/job.py", "pages/pools.py"):
+    for page in (None, "views/job.py", "views/pools.py"):
         at = app().run()
         if page:
             at.switch_page(page).run()
@@ -126,14 +129,13 @@ def test_an_empty_ledger_tells_how_to_run_a_first_job(
 
 
 async def test_a_running_job_shows_live_and_then_as_finished(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    temporal: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
 
     import streamlit as st
     from telemetry_support import example, traced_stack
 
-    from kswarm.devserver import start_dev_server
     from kswarm.sim.config import SimConfig
 
     url = f"sqlite:///{tmp_path / 'live.db'}"
@@ -142,25 +144,24 @@ async def test_a_running_job_shows_live_and_then_as_finished(
     def job_page(uid: str) -> AppTest:
         st.cache_data.clear()
         at = app().run()
-        at.switch_page("pages/job.py")
+        at.switch_page("views/job.py")
         at.query_params["job"] = uid
         return at.run()
 
-    async with start_dev_server(tmp_path / "temporal") as server:
-        slow = SimConfig(time_scale=0.5)  # some seconds of work: time to look at it
-        async with traced_stack(server.address, tmp_path, ledger_url=url, sim=slow) as stack:
-            inp = stack.job(example("quickstart"))
-            handle = await stack.start(inp)
-            for _ in range(300):  # until the first model calls are in the ledger
-                if len(await stack.ledger.list_model_calls(inp.uid)) >= 2:
-                    break
-                await asyncio.sleep(0.1)
-            at = await asyncio.to_thread(job_page, inp.uid)
-            no_exception(at)
-            assert "Running" in at.selectbox(key="job.select").options[0]
-            assert len(at.get("plotly_chart")) == 1
-            result = await handle.result()
-            await stack.ledger.flush()
+    slow = SimConfig(time_scale=0.5)  # some seconds of work: time to look at it
+    async with traced_stack(temporal.address, tmp_path, ledger_url=url, sim=slow) as stack:
+        inp = stack.job(example("quickstart"))
+        handle = await stack.start(inp)
+        for _ in range(300):  # until the first model calls are in the ledger
+            if len(await stack.ledger.list_model_calls(inp.uid)) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        at = await asyncio.to_thread(job_page, inp.uid)
+        no_exception(at)
+        assert "Running" in at.selectbox(key="job.select").options[0]
+        assert len(at.get("plotly_chart")) == 1
+        result = await handle.result()
+        await stack.ledger.flush()
     at = await asyncio.to_thread(job_page, inp.uid)
     no_exception(at)
     assert "Succeeded" in at.selectbox(key="job.select").options[0]

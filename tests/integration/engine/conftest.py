@@ -13,7 +13,7 @@ import pytest
 from engine_support import FAST, Stack, StackFactory
 from temporalio.client import Client
 
-from kswarm.devserver import DevServer, start_dev_server
+from kswarm.devserver import DevServer
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
 from kswarm.llm.pools import PoolConfig, PoolRegistry
@@ -24,12 +24,6 @@ from kswarm.sim.serving import start_replicas, stop_replicas
 from kswarm.tools import ToolRegistry
 from kswarm.workflows.activities import SwarmActivities
 from kswarm.workflows.worker import build_workers, running_workers
-
-
-@pytest.fixture(scope="session")
-async def temporal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevServer]:
-    async with start_dev_server(tmp_path_factory.mktemp("temporal")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the telemetry tests: the Temporal dev server, and tracing into a loopback receiver.
+"""Fixtures of the telemetry tests: tracing into a loopback receiver (Temporal: tests/conftest.py).
 
 OpenTelemetry allows one tracer provider per process, so tracing is configured once for the
 session, exporting over OTLP/HTTP to an :class:`OtlpReceiver` on loopback; each test picks its
@@ -8,7 +8,7 @@ job's spans out by the job's uid.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kswarm import telemetry
-from kswarm.devserver import DevServer, start_dev_server
 from kswarm.telemetry.receiving import OtlpReceiver
-
-
-@pytest.fixture(scope="session")
-async def temporal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevServer]:
-    async with start_dev_server(tmp_path_factory.mktemp("temporal")) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

@@ -40,10 +40,18 @@ def test_loads_every_field_of_a_pool() -> None:
             requestTimeoutSeconds=30,
             apiKey="secret",
             stream=True,
+            toolChoice="required",
+            contextWindow=4096,
+            toolCallsInContent=True,
+            maxOutputTokens=64,
         )
     )
     pool = registry.get("default")
     assert pool.stream is True
+    assert pool.tool_choice == "required"
+    assert pool.context_window == 4096
+    assert pool.tool_calls_in_content is True
+    assert pool.max_output_tokens == 64
     assert pool.replicas == ("http://127.0.0.1:8001", "http://127.0.0.1:8002")
     assert pool.max_concurrency == 8
     assert pool.requests_per_second == 5
@@ -61,6 +69,10 @@ def test_defaults_match_the_documented_ones() -> None:
     assert pool.request_timeout_seconds == 120
     assert pool.connect_timeout_seconds == 5
     assert pool.stream is False
+    assert pool.tool_choice == "auto"
+    assert pool.context_window is None
+    assert pool.tool_calls_in_content is False
+    assert pool.max_output_tokens is None
 
 
 def test_names_its_task_queue_after_the_pool() -> None:
@@ -85,6 +97,13 @@ def test_names_its_task_queue_after_the_pool() -> None:
         ),
         pytest.param({"model": ""}, "pools[0].model", id="model"),
         pytest.param({"stream": "yes"}, "pools[0].stream", id="stream"),
+        pytest.param({"toolChoice": "none"}, "pools[0].toolChoice", id="tool-choice"),
+        pytest.param({"contextWindow": 100}, "pools[0].contextWindow", id="window-too-small"),
+        pytest.param({"contextWindow": "8k"}, "pools[0].contextWindow", id="window-not-int"),
+        pytest.param({"maxOutputTokens": 0}, "pools[0].maxOutputTokens", id="max-output"),
+        pytest.param(
+            {"toolCallsInContent": "on"}, "pools[0].toolCallsInContent", id="calls-in-content"
+        ),
         pytest.param({"replica": "x"}, "pools[0].replica", id="unknown-field"),
         pytest.param({"apiKeyFile": ""}, "pools[0].apiKeyFile", id="key-file-empty-path"),
         pytest.param({"apiKeyFile": 3}, "pools[0].apiKeyFile", id="key-file-not-a-path"),
@@ -166,6 +185,10 @@ def test_pool_entry_writes_what_load_pools_reads_back() -> None:
         router="round-robin",
         request_timeout_seconds=9,
         connect_timeout_seconds=2,
+        tool_choice="required",
+        context_window=2048,
+        tool_calls_in_content=True,
+        max_output_tokens=32,
     )
     (back,) = load_pools({"pools": [pool_entry(pool)]})
     assert back == pool

@@ -15,6 +15,7 @@ import streamlit as st
 
 from kswarm.dashboard import charts, data, layout
 from kswarm.telemetry.ledger_spans import timestamp
+from kswarm.tools import server_of
 
 MESSAGE_CHARS = 2000
 
@@ -108,6 +109,7 @@ def _tool_ledger(rows: data.JobRows, names: dict[str, str]) -> None:
         st.caption("No tool calls.")
         return
     tools["agent"] = tools["agent_id"].map(names).fillna(tools["agent_id"])
+    tools["server"] = tools["tool"].map(server_of)  # the MCP server, empty for built-in tools
     c1, c2, c3, c4 = st.columns(4)
     picked_tools = c1.multiselect("Tool", sorted(tools["tool"].unique()), key="job.tools.tool")
     statuses = c2.multiselect("Status", sorted(tools["status"].unique()), key="job.tools.status")
@@ -131,6 +133,7 @@ def _tool_ledger(rows: data.JobRows, names: dict[str, str]) -> None:
                 "step",
                 "index",
                 "tool",
+                "server",
                 "status",
                 "attempts",
                 "deduplicated",

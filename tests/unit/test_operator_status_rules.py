@@ -1,6 +1,6 @@
 """The rules the operator writes status by, checked without a cluster (pure functions).
 
-They sit beside the e2e tests because they pin what those tests read back: conditions keep
+They pin what the e2e tests read back from a cluster: conditions keep
 their transition time while their status holds, the result is cut to the CRD's 4096
 characters, only changed fields are written, and pool children get valid names.
 """
