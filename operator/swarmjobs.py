@@ -3,20 +3,22 @@ deleted. Its status while it runs is kept by the daemon of ``watching``.
 
 The lifecycle, as ``kubectl get sj`` shows it:
 
-    (created) -> Pending (PoolNotFound, retried until the pool appears)
+    (created) -> Pending (PoolNotFound or ToolServerNotFound, retried until it appears)
               -> Running (workflow ``swarmjob-<uid>`` started, conditions Accepted and Running)
               -> Succeeded | Failed | Cancelled (final counters, result, condition, event)
     invalid spec -> Failed (Accepted=False, reason InvalidSpec), nothing started
 
 Pool names are resolved before the start (see ``pool_resolution``); a pool the workers cannot
-serve yet keeps the job Pending (PoolNotFound) with the reason. Starting is idempotent (see
-``workflow_runs``), so a restarted operator or a retried handler never runs a job twice.
+serve yet keeps the job Pending (PoolNotFound) with the reason, and so does a ToolServer whose
+tools it names (``SERVER__TOOL``) that is not Ready yet (ToolServerNotFound). Starting is
+idempotent (see ``workflow_runs``), so a restarted operator or a retried handler never runs a
+job twice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -28,6 +30,7 @@ from kswarm.operator import workflow_runs as runs
 from kswarm.operator.bodies import SwarmJobStatus
 from kswarm.operator.runtime import runtime_of
 from kswarm.spec import parse_manifest
+from kswarm.tools import SERVER_SEPARATOR
 from kswarm.workflows import TASK_QUEUE, SwarmJobInput
 
 __all__ = ["DELETED_MEMO", "GROUP", "PLURAL", "VERSION", "cancel_job", "plain", "start_job"]
@@ -56,6 +59,24 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def missing_tool_servers(manifest: Mapping[str, Any], known_tools: Iterable[str]) -> list[str]:
+    """Servers of the ``SERVER__TOOL`` / ``SERVER__*`` names a job's tool lists hold that no
+    Ready ToolServer provides yet (the job waits for them, as for a pool); a server that is
+    there but lacks the tool is the spec's error, not a wait."""
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    sub = spec.get("subagents")
+    names = [*(spec.get("tools") or []), *((sub or {}).get("tools") or [])]
+    ready = {t.split(SERVER_SEPARATOR, 1)[0] for t in known_tools if SERVER_SEPARATOR in t}
+    wanted = {
+        n.split(SERVER_SEPARATOR, 1)[0]
+        for n in names
+        if isinstance(n, str) and SERVER_SEPARATOR in n
+    }
+    return sorted(wanted - ready)
 
 
 async def start_job(
@@ -87,6 +108,17 @@ async def start_job(
                 conditions, [accepted], now=now, generation=generation
             ),
         )
+
+    servers = missing_tool_servers(_manifest(body), rt.known_tools)
+    if servers:
+        message = (
+            f"no Ready ToolServer {', '.join(map(repr, servers))} lists the tools the job names; "
+            "the job starts once it does"
+        )
+        if seen.get("reason") != "ToolServerNotFound":
+            kopf.event(body, type="Warning", reason="ToolServerNotFound", message=message)
+        not_accepted("Pending", "ToolServerNotFound", message)
+        raise kopf.TemporaryError(message, delay=rt.config.pool_retry_seconds)
 
     try:
         job = parse_manifest(_manifest(body), known_tools=rt.known_tools)

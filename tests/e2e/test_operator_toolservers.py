@@ -189,3 +189,39 @@ def test_a_second_server_of_the_same_name_reports_the_conflict(
     cond = conditions(obj)["Ready"]
     assert cond["reason"] == "NameConflict"
     assert f"{namespace}/{name}" in cond["message"]
+
+
+def test_a_job_naming_a_missing_server_waits_and_starts_once_the_server_is_ready(
+    control_plane: ControlPlane,
+    kswarm_operator: OperatorProcess,
+    namespace: str,
+    mcp_server: HttpServer,
+) -> None:
+    name = unique("wait")
+    job = {
+        "apiVersion": API,
+        "kind": "SwarmJob",
+        "metadata": {"name": "needs-tools"},
+        "spec": {"task": "Read the journal.", "tools": [f"{name}__read"]},
+    }
+    apply(control_plane, job, namespace)
+
+    def waiting() -> dict[str, Any] | None:
+        obj = get(control_plane, "sj", "needs-tools", namespace)
+        return obj if obj.get("status", {}).get("reason") == "ToolServerNotFound" else None
+
+    sj = wait_for("the job waiting for its tool server", waiting, timeout=30)
+    assert sj["status"]["phase"] == "Pending"
+    accepted = conditions(sj)["Accepted"]
+    assert accepted["status"] == "False" and repr(name) in accepted["message"]
+
+    apply(control_plane, toolserver(name, url=mcp_server.url), namespace)
+    ready(control_plane, name, namespace, "True")
+
+    def accepted_now() -> dict[str, Any] | None:
+        obj = get(control_plane, "sj", "needs-tools", namespace)
+        return obj if obj.get("status", {}).get("reason") != "ToolServerNotFound" else None
+
+    sj = wait_for("the job accepted once the server is Ready", accepted_now, timeout=60)
+    assert conditions(sj)["Accepted"]["reason"] == "Validated", sj["status"]
+    assert sj["status"]["phase"] != "Pending"
