@@ -170,18 +170,23 @@ def _malformed(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return {"role": "assistant", "content": None, "tool_calls": [call]}
 
 
-async def test_malformed_tool_call_json_is_retried_then_fails_the_job_with_a_clear_reason(
+async def test_malformed_tool_call_json_goes_back_to_the_model_then_ends_it_with_a_reason(
     make_stack: StackFactory,
 ) -> None:
+    """Arguments that are not JSON are the model's mistake, not the server's: each call is
+    refused with the reason as its tool result (the model call itself succeeded, once), and a
+    model that keeps making it is ended, here by the repeated-call guard."""
     async with make_stack(sim=SimConfig(time_scale=FAST, behaviour=_malformed)) as stack:
         inp = stack.job(QUICK, mode="single", retry__maxAttempts=3, **FAST_RETRY)
         result = await stack.run(inp)
         await stack.ledger.flush()
         calls = await stack.ledger.list_model_calls(inp.uid)
+        tools = await stack.ledger.list_tool_calls(inp.uid)
     assert result.phase == "Failed"
-    assert result.reason is not None and "MalformedResponse" in result.reason
-    assert "not valid JSON" in result.reason
-    assert [c.status for c in calls] == ["malformed_response"] * 3
+    assert result.reason is not None and result.reason.startswith("RepeatedToolCall: search({no")
+    assert [c.status for c in calls] == ["ok"] * 3  # one call per step, none retried
+    assert len(tools) == 3
+    assert all(t.status == "refused" and "not valid JSON" in (t.error or "") for t in tools)
 
 
 async def test_wide_search_succeeds_under_503s_and_hung_requests_and_the_ledger_shows_retries(
