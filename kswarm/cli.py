@@ -198,10 +198,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _forward_temporal_core_logs() -> None:
+    """Temporal's core (Rust) writes its warnings to stdout by default, which would break the
+    one JSON object of ``--json``; send them through Python's logging (stderr) instead."""
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forwarding
+    )
+    Runtime.set_default(
+        Runtime(telemetry=TelemetryConfig(logging=config)), error_if_already_set=False
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     ns = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(ns.log_level).upper(), logging.WARNING))
+    _forward_temporal_core_logs()
     from kswarm.errors import ConfigError
     from kswarm.telemetry import configure_tracing
 
