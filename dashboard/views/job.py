@@ -69,6 +69,12 @@ def _header(job: dict[str, Any], rows: data.JobRows, path: Any) -> None:
     )
     wall = job.get("wall_seconds")
     cols[6].metric("Wall", layout.seconds(wall if wall is not None else path and path.wall_seconds))
+    context = (job.get("report") or {}).get("context") or {}
+    if context.get("masked") or context.get("dropped"):
+        st.caption(
+            f"Context management: {context.get('masked', 0)} tool results masked and "
+            f"{context.get('dropped', 0)} messages dropped from prompts (the ledger keeps them)"
+        )
 
 
 def _stages(job: dict[str, Any], path: Any, names: dict[str, str]) -> pd.DataFrame:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from dashboard_support import FilledLedger
 from streamlit.testing.v1 import AppTest
 
 from kswarm.devserver import DevServer
+from kswarm.ledger import models
 
 APP = str(Path(__file__).resolve().parents[3] / "dashboard" / "app.py")
 
@@ -70,6 +72,32 @@ def test_the_job_page_shows_timeline_stages_and_ledger_of_each_job(
         assert not compared  # a failed run is compared with nothing
     else:
         assert list(compared[0].index) == ["swarm", "single"]
+
+
+def test_the_job_page_says_what_context_management_cut(ledger_env: FilledLedger) -> None:
+    """The report of the failed job gets context counts written into the ledger row (what
+    ``finish_job`` writes for a job whose prompts were cut); the other jobs have none."""
+    engine = sa.create_engine(ledger_env.url)
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(models.Job.report).where(models.Job.uid == ledger_env.failed)
+        ).scalar_one()
+        report = {**(row or {}), "context": {"masked": 7, "dropped": 3}}
+        conn.execute(
+            sa.update(models.Job).where(models.Job.uid == ledger_env.failed).values(report=report)
+        )
+    engine.dispose()
+    for uid, shown in ((ledger_env.failed, True), (ledger_env.swarm, False)):
+        at = app().run()
+        at.switch_page("views/job.py")
+        at.query_params["job"] = uid
+        at.run()
+        no_exception(at)
+        captions = [c.value for c in at.caption]
+        said = [c for c in captions if c.startswith("Context management")]
+        assert bool(said) is shown, captions
+        if shown:
+            assert "7 tool results masked and 3 messages dropped" in said[0]
 
 
 def test_the_tool_ledger_filters_and_an_agents_messages_show(ledger_env: FilledLedger) -> None:
