@@ -49,6 +49,7 @@ __all__ = [
     "chatml_tools_template",
     "llamacpp_server",
     "serve",
+    "server_process",
     "settings_from_args",
     "start_server",
     "wait_for_health",
@@ -160,17 +161,27 @@ async def llamacpp_server(
     """Run :func:`serve` in a child process; yield its base URL once ``/health`` answers 200,
     and stop it on exit. The child keeps llama.cpp's threads out of the caller's process."""
     cmd = [sys.executable, "-P", "-m", "kswarm.cli", "llamacpp", *_arguments(settings)]
+    url = f"http://{settings.host}:{settings.port}"
+    async with server_process(cmd, url, health_timeout=health_timeout, stop_seconds=30):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    cmd: list[str], url: str, *, health_timeout: float, stop_seconds: float
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Run the model server ``cmd`` until the block ends, once ``url/health`` answers 200;
+    stop it with SIGTERM, then SIGKILL after ``stop_seconds``."""
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    url = f"http://{settings.host}:{settings.port}"
     try:
         await wait_for_health(url, proc, within=health_timeout)
-        yield url
+        yield proc
     finally:
         proc.terminate()
         try:
-            await asyncio.to_thread(proc.wait, 30)
+            await asyncio.to_thread(proc.wait, stop_seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
             await asyncio.to_thread(proc.wait)

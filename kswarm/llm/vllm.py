@@ -9,15 +9,13 @@ prefixes), automatic tool choice, and the tool-call parser of its model's family
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Sequence
 
 from kswarm.errors import ConfigError
-from kswarm.llm.llamacpp import wait_for_health
+from kswarm.llm.llamacpp import server_process
 
 __all__ = [
     "DEFAULT_PARSER",
@@ -81,22 +79,7 @@ async def vllm_server(
     weights and compiling may take many minutes). :class:`ConfigError` without vLLM."""
     if not vllm_installed():
         raise ConfigError(f"--serve-model needs vLLM, which is not installed: {INSTALL_HINT}")
-    proc = subprocess.Popen(
-        serve_command(model, host=host, port=port),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     url = f"http://{host}:{port}"
-    try:
-        await wait_for_health(url, proc, within=health_timeout)
+    command = serve_command(model, host=host, port=port)
+    async with server_process(command, url, health_timeout=health_timeout, stop_seconds=60):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
-        if proc.stderr is not None:
-            proc.stderr.close()

@@ -15,10 +15,10 @@
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from kswarm.answers import answer_rows
 from kswarm.errors import SpecError
 
 __all__ = [
@@ -35,23 +35,6 @@ UserScorer = Callable[..., float]
 
 def _norm(value: Any) -> str:
     return " ".join(str(value).split()).casefold()
-
-
-def answer_rows(answer: str) -> list[dict[str, Any]]:
-    """Rows of a JSON answer: a list of objects, an object (``rows`` or one row), or JSON
-    inside text (the whole text, its outermost ``[...]``, or its last parsable line)."""
-    text = answer.strip()
-    lines = [ln.strip() for ln in reversed(text.splitlines()) if ln.strip()]
-    for candidate in (text, text[text.find("[") : text.rfind("]") + 1], *lines):
-        try:
-            data = json.loads(candidate)
-        except (ValueError, TypeError):
-            continue
-        if isinstance(data, dict):
-            data = data.get("rows", [data])
-        if isinstance(data, list):
-            return [r for r in data if isinstance(r, dict)]
-    return []
 
 
 def item_f1(answer: str, key_rows: Sequence[Mapping[str, Any]], entity: str = "entity") -> float:

@@ -14,11 +14,10 @@ scores answers to such tasks against the corpus.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
+from kswarm.answers import answer_rows
 from kswarm.sim.corpus import ATTRIBUTES
 
 __all__ = ["ResearchTask", "answer_rows", "parse_task", "subtask_text"]
@@ -74,19 +73,3 @@ def parse_task(text: str) -> ResearchTask | None:
     if not items:
         return None
     return ResearchTask(attributes=attrs, items=tuple(items))
-
-
-def answer_rows(answer: str) -> list[dict[str, Any]]:
-    """Rows of a JSON answer: a list of objects, an object, or JSON inside text."""
-    text = answer.strip()
-    lines = [ln.strip() for ln in reversed(text.splitlines()) if ln.strip()]
-    for candidate in (text, text[text.find("[") : text.rfind("]") + 1], *lines):
-        try:
-            data = json.loads(candidate)
-        except (ValueError, TypeError):
-            continue
-        if isinstance(data, dict):
-            data = data.get("rows", [data])
-        if isinstance(data, list):
-            return [r for r in data if isinstance(r, dict)]
-    return []
