@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TEMPORAL_COMMANDS = frozenset({"run", "rollout", "worker", "operator", "approve", "deny"})
+"""Commands that talk to Temporal (the others never start its runtime)."""
+
+
 def _forward_temporal_core_logs() -> None:
     """Temporal's core (Rust) writes its warnings to stdout by default, which would break the
     one JSON object of ``--json``; send them through Python's logging (stderr) instead."""
@@ -222,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     ns = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(ns.log_level).upper(), logging.WARNING))
-    _forward_temporal_core_logs()
+    if ns.command in TEMPORAL_COMMANDS:
+        _forward_temporal_core_logs()
     from kswarm.errors import ConfigError
     from kswarm.telemetry import configure_tracing
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from temporalio import activity
@@ -32,7 +33,7 @@ from kswarm.llm.content_calls import calls_from_content
 from kswarm.llm.errors import LLMError, context_overflow
 from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.pools import PoolConfig
-from kswarm.spec import ContextSpec, Limits, parse_spec
+from kswarm.spec import ContextSpec, Limits, RolloutSpec, parse_spec
 from kswarm.telemetry import metrics, tracing
 from kswarm.tools import control as ctl
 from kswarm.workflows.inputs import ModelStepInput, ModelStepResult, ToolCallRef
@@ -50,6 +51,15 @@ from kswarm.workflows.step_calls import classify_calls
 __all__ = ["ModelStepActivities", "call_signature"]
 
 JOB_SPECS_CACHED = 256
+
+
+@dataclass(frozen=True)
+class _JobSettings:
+    limits: Limits
+    context: ContextSpec
+    rollout: RolloutSpec | None
+
+
 """Jobs whose limits and context settings a worker keeps in memory (read once per job)."""
 
 
@@ -94,7 +104,8 @@ class ModelStepActivities(ActivityResources):
         pool = self.pools.get(inp.pool)
         model = inp.model or pool.model
         history, prev_calls = await self.ledger.get_conversation(inp.agent_id)
-        limits, context = await self._job_settings(inp.job_uid)
+        settings = await self._job_settings(inp.job_uid)
+        limits = settings.limits
         last = history[-1] if history else {}
         usage = (0, 0, 0.0, 0.0)
         new_messages: list[dict[str, Any]] = []
@@ -103,7 +114,7 @@ class ModelStepActivities(ActivityResources):
         else:
             new_messages = pending_tool_messages(history, prev_calls)
             assistant, usage = await self._call_model(
-                inp, pool, model, history + new_messages, context
+                inp, pool, model, history + new_messages, settings
             )
             new_messages.append(assistant)
         rows, spawns, final = await classify_calls(self.ledger, self.tools, inp, assistant)
@@ -167,40 +178,23 @@ class ModelStepActivities(ActivityResources):
             refusal=str(refusal) if refusal else None,
         )
 
-    async def _job_settings(self, job_uid: str) -> tuple[Limits, ContextSpec]:
-        """The job's limits and context settings, read from the ledger once per job."""
-        cache: dict[str, tuple[Limits, ContextSpec]] = self.__dict__.setdefault("_job_specs", {})
+    async def _job_settings(self, job_uid: str) -> _JobSettings:
+        """The job's limits, context settings and sampling, read from the ledger once per job
+        (specs are immutable)."""
+        cache: dict[str, _JobSettings] = self.__dict__.setdefault("_job_specs", {})
         found = cache.get(job_uid)
         if found is None:
             job = await self.ledger.get_job(job_uid)
             spec = parse_spec(job.spec) if job is not None else None
-            found = (spec.limits, spec.context) if spec else (Limits(), ContextSpec())
+            found = (
+                _JobSettings(spec.limits, spec.context, spec.rollout)
+                if spec
+                else _JobSettings(Limits(), ContextSpec(), None)
+            )
             if len(cache) >= JOB_SPECS_CACHED:
                 cache.pop(next(iter(cache)))
             cache[job_uid] = found
         return found
-
-    _samplings: dict[str, tuple[float, int] | None]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._samplings = {}
-
-    async def _sampling(self, job_uid: str) -> tuple[float, int] | None:
-        """``(temperature, seed)`` of a rollout sample (its ``spec.rollout``), else ``None``:
-        a lone job samples greedily. Specs are immutable, so each job is read once."""
-        cache = self._samplings
-        if job_uid not in cache:
-            job = await self.ledger.get_job(job_uid)
-            rollout = (job.spec or {}).get("rollout") if job is not None else None
-            cache[job_uid] = (
-                (float(rollout.get("temperature", 1.0)), int(rollout.get("seed", 0)))
-                if isinstance(rollout, dict)
-                else None
-            )
-            if len(cache) > 10_000:
-                cache.pop(next(iter(cache)))
-        return cache[job_uid]
 
     async def _call_model(
         self,
@@ -208,8 +202,9 @@ class ModelStepActivities(ActivityResources):
         pool: PoolConfig,
         model: str,
         history: list[dict[str, Any]],
-        context: ContextSpec,
+        settings: _JobSettings,
     ) -> tuple[dict[str, Any], tuple[int, int, float, float]]:
+        context = settings.context
         specs = self.tools.openai_specs(t for t in inp.tools if t not in ctl.CONTROL_TOOLS)
         if inp.role == "orchestrator":
             specs = ctl.control_specs() + specs
@@ -231,11 +226,10 @@ class ModelStepActivities(ActivityResources):
         if pool.return_token_ids:
             extra["return_token_ids"] = True
             extra["logprobs"] = True
-        temperature = 0.0
-        sampling = await self._sampling(inp.job_uid)
-        if sampling is not None:
-            temperature = sampling[0]
-            extra["seed"] = _call_seed(sampling[1], inp.agent_id, inp.step)
+        temperature = 0.0  # a lone job samples greedily; a rollout sample as its group says
+        if settings.rollout is not None:
+            temperature = settings.rollout.temperature
+            extra["seed"] = _call_seed(settings.rollout.seed, inp.agent_id, inp.step)
         request = ChatRequest(
             model=model,
             messages=fit.messages,

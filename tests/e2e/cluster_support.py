@@ -16,6 +16,24 @@ TESTCP = REPO / "hack" / "testcp" / "testcp.sh"
 CRDS = REPO / "crds"
 
 
+def built(script: Path, timeout: float) -> str:
+    """What ``bash SCRIPT build`` prints last (the built thing), building it now unless its
+    cache has it; the test fails with the script's error output otherwise."""
+    import pytest
+
+    done = subprocess.run(
+        ["bash", str(script), "build"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"{script.relative_to(REPO)} build failed:\n{done.stderr[-6000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 @dataclass
 class Kube:
     kubeconfig: Path

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import CRDS, REPO, Kube
+from cluster_support import CRDS, REPO, Kube, built
 from cluster_support import own_control_plane as own_control_plane_of
 
 CHART = REPO / "charts" / "kswarm"
@@ -33,20 +33,12 @@ pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 600)
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """The helm command line (built now unless cached), with its state in a temporary folder."""
-    done = subprocess.run(
-        ["bash", str(HELM_SH), "build"],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"hack/helm.sh build failed:\n{done.stderr[-6000:]}")
+    binary = built(HELM_SH, BUILD_TIMEOUT_S)
     home = tmp_path_factory.mktemp("helm-home")
-    for var in ("HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
-        os.environ[var] = str(home / var.lower())
-    yield [done.stdout.strip().splitlines()[-1]]
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
+            mp.setenv(var, str(home / var.lower()))
+        yield [binary]
 
 
 def run(cmd: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:

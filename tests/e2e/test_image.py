@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from cluster_support import Kube
+from cluster_support import Kube, built
 from cluster_support import own_control_plane as own_control_plane_of
 from operator_support import (
     EXAMPLES,
@@ -56,17 +56,7 @@ pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 600)
 @pytest.fixture(scope="module")
 def image() -> str:
     """The image for the current sources (built now unless the cache has it)."""
-    done = subprocess.run(
-        ["bash", str(IMAGE_SH), "build"],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"hack/image.sh build failed:\n{done.stderr[-6000:]}")
-    return done.stdout.strip().splitlines()[-1]
+    return built(IMAGE_SH, BUILD_TIMEOUT_S)
 
 
 def in_image(
