@@ -26,7 +26,7 @@ from kswarm.operator.runtime import Runtime, runtime_of
 from kswarm.operator.swarmjobs import GROUP, PLURAL, VERSION, plain
 from kswarm.workflows import SwarmJobResult
 
-__all__ = ["watch_job"]
+__all__ = ["Reporter", "watch_job"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ async def watch_job(
             return
     if seen.get("phase") in job_status.TERMINAL_PHASES:
         return
-    reporter = _Reporter(rt, body, namespace, name, dict(plain(status)))
+    reporter = Reporter(rt, body, namespace, name, dict(plain(status)))
     wid = seen["workflowId"]
     while not stopped:
         try:
@@ -80,7 +80,7 @@ async def watch_job(
 
 async def _follow(
     rt: Runtime,
-    reporter: _Reporter,
+    reporter: Reporter,
     stopped: kopf.DaemonStopped,
     wid: str,
     uid: str,
@@ -146,7 +146,7 @@ async def _follow(
 
 async def _follow_open(
     rt: Runtime,
-    reporter: _Reporter,
+    reporter: Reporter,
     stopped: kopf.DaemonStopped,
     handle: WorkflowHandle[Any, SwarmJobResult],
     uid: str,
@@ -186,7 +186,7 @@ async def _stopping(stopped: kopf.DaemonStopped) -> None:
 
 async def _live_pass(
     rt: Runtime,
-    reporter: _Reporter,
+    reporter: Reporter,
     handle: WorkflowHandle[Any, SwarmJobResult],
     uid: str,
     name: str,
@@ -200,8 +200,9 @@ async def _live_pass(
         reporter.spawned_event(spawned, js.subagents_spawned, stage=js.stage)
 
 
-class _Reporter:
-    """Writes a job's status (only what changed) and posts its events."""
+class Reporter:
+    """Writes a job's status (only what changed) and posts its events (a rollout group's
+    daemon uses it too)."""
 
     def __init__(
         self, rt: Runtime, body: kopf.Body, namespace: str, name: str, last: dict[str, Any]
