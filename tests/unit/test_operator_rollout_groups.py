@@ -18,7 +18,10 @@ from kswarm.errors import SpecError
 from kswarm.ledger import JobCounters
 from kswarm.operator import rollout_groups as groups
 from kswarm.rollouts import RolloutOutcome
+from kswarm.rollouts.answer_keys import config_map_ref, inline_config_map_key
 from kswarm.rollouts.groups import score_group
+from kswarm.sim.corpus import default_corpus
+from kswarm.sim.tasks import parse_task
 from kswarm.spec import parse_manifest
 from kswarm.tools.control import STEERING_TOOLS
 from kswarm.workflows import RolloutInput, RolloutResult
@@ -218,3 +221,26 @@ def test_the_totals_sum_the_samples_as_a_single_job_s_report_counts() -> None:
         "llmCalls": 7,
         "tokens": {"input": 107, "output": 20},
     }
+
+
+def test_the_readme_s_kubectl_example_is_a_valid_group_whose_key_is_the_simulated_truth() -> None:
+    """The "Training data" section's manifest: a SwarmJob with spec.rollout and its ConfigMap."""
+    readme = (CRD.parents[1] / "README.md").read_text()
+    section = readme.split("## Training data", 1)[1].split("\n## ", 1)[0]
+    block = next(b for b in section.split("```yaml\n")[1:] if "kind: SwarmJob" in b)
+    docs = list(yaml.safe_load_all(block.split("```", 1)[0]))
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    job = parse_manifest(next(d for d in docs if d["kind"] == "SwarmJob"))
+    groups.check_spec(job.spec)
+    ref = config_map_ref(job.spec)
+    assert ref is not None and ref.name == config_map["metadata"]["name"]
+    spec = inline_config_map_key(job.spec, namespace="default", data=config_map["data"])
+    assert spec.evaluation is not None and spec.evaluation.answer_key is not None
+    task = parse_task(spec.task)
+    assert task is not None
+    corpus = default_corpus()
+    truth = [
+        {"entity": n, **{a: corpus.by_name[n].fact(a) for a in task.attributes}} for n in task.items
+    ]
+    assert list(spec.evaluation.answer_key.rows) == truth
+    assert groups.group_input(job.name, job.namespace, job.uid, spec).samples == 8
