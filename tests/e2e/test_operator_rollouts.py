@@ -29,6 +29,7 @@ from operator_support import (
 
 from kswarm.operator.workflow_runs import describe
 from kswarm.rollouts import scorers
+from kswarm.rollouts.exporting import resolve_jobs
 from kswarm.sim.corpus import default_corpus
 from kswarm.sim.tasks import parse_task
 from kswarm.tools.control import STEERING_TOOLS
@@ -155,6 +156,10 @@ def test_a_group_applied_with_kubectl_runs_as_a_rollout_workflow_and_reports_its
     assert status["toolCalls"]["total"] == tools > 0
     assert status["llmCalls"] == sum(c.llm_calls for c in counters)
     assert status["phase"] == "Succeeded"
+    # kswarm export finds the group's samples by the SwarmJob's uid and by its name.
+    for ref in (uid, f"{group.namespace}/group"):
+        exported = swarm.bg.run(resolve_jobs(swarm.ledger, ref))
+        assert [j.uid for j in exported] == [j.uid for j in jobs], ref
     conds = conditions(sj)
     assert conds["Accepted"]["status"] == "True"
     assert conds["Succeeded"]["status"] == "True"
