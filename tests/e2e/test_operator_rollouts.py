@@ -310,3 +310,45 @@ def test_deleting_a_running_group_cancels_it_and_its_samples(
     )
     deleted = f"job deleted namespace={namespace} name=doomed-group workflow_id={wid}"
     wait_for("the deletion in the operator's log", lambda: deleted in kswarm_operator.log_tail())
+
+
+def test_an_operator_restart_mid_group_starts_nothing_twice_and_the_status_converges(
+    control_plane: ControlPlane,
+    swarm: SwarmBackend,
+    kswarm_operator: OperatorProcess,
+    namespace: str,
+) -> None:
+    cp = control_plane
+    apply(cp, _config_map(KEY_MAP, {KEY: yaml.safe_dump(_key_rows())}), namespace)
+    apply(cp, _group("survivor-group", samples=2, pool="slow"), namespace)
+
+    def running() -> dict[str, Any] | None:
+        sj = get(cp, "sj", "survivor-group", namespace)
+        st = sj.get("status", {})
+        return sj if st.get("phase") == "Running" and "rollout" in st else None
+
+    sj = wait_for("the group to run", running, timeout=60)
+    uid, wid = sj["metadata"]["uid"], sj["status"]["workflowId"]
+    run_id = swarm.describe(wid).run_id
+
+    kswarm_operator.kill()
+    kswarm_operator.start()
+    cp.kubectl(
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "sj/survivor-group",
+        "-n",
+        namespace,
+        "--timeout=120s",
+        timeout=130,
+    )
+    assert swarm.run_ids(wid) == [run_id]
+    assert swarm.run_ids(f"swarmjob-{uid}-s0") == [swarm.describe(f"swarmjob-{uid}-s0").run_id]
+    status = get(cp, "sj", "survivor-group", namespace)["status"]
+    result = _result(swarm, wid)
+    assert status["rollout"]["progress"] == "2/2"
+    assert status["rollout"]["meanReward"] == result.mean_reward
+    started = [
+        e for e in events(cp, "survivor-group", namespace) if e["reason"] == "WorkflowStarted"
+    ]
+    assert len(started) == 1 and started[0].get("count", 1) == 1
