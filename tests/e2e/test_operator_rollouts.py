@@ -352,3 +352,36 @@ def test_an_operator_restart_mid_group_starts_nothing_twice_and_the_status_conve
         e for e in events(cp, "survivor-group", namespace) if e["reason"] == "WorkflowStarted"
     ]
     assert len(started) == 1 and started[0].get("count", 1) == 1
+
+
+def test_a_group_where_no_sample_succeeds_fails_with_no_sample_succeeded(
+    control_plane: ControlPlane,
+    swarm: SwarmBackend,
+    kswarm_operator: OperatorProcess,
+    namespace: str,
+) -> None:
+    """A critical-steps budget no plan can meet: every sample ends BudgetExceeded."""
+    cp = control_plane
+    apply(cp, _config_map(KEY_MAP, {KEY: yaml.safe_dump(_key_rows())}), namespace)
+    manifest = _group("hopeless", samples=2)
+    manifest["spec"]["limits"] = {"maxCriticalSteps": 1}
+    apply(cp, manifest, namespace)
+    cp.kubectl(
+        "wait",
+        "--for=jsonpath={.status.phase}=Failed",
+        "sj/hopeless",
+        "-n",
+        namespace,
+        "--timeout=120s",
+        timeout=130,
+    )
+    sj = get(cp, "sj", "hopeless", namespace)
+    uid, status = sj["metadata"]["uid"], sj["status"]
+    jobs = [swarm.job(f"{uid}-s{i}") for i in range(2)]
+    assert [j.phase for j in jobs] == ["Failed", "Failed"]
+    assert status["reason"] == "NoSampleSucceeded"
+    assert (status["rollout"]["succeeded"], status["rollout"]["failed"]) == (0, 2)
+    assert status["rollout"]["meanReward"] == _result(swarm, status["workflowId"]).mean_reward
+    failed = conditions(sj)["Failed"]
+    assert failed["reason"] == "NoSampleSucceeded"
+    assert (jobs[0].reason or "").split(":")[0] in failed["message"]
