@@ -196,13 +196,7 @@ async def _run(
     pools_file: str | None,
     sim: SimOptions,
     tools: ToolRegistry | None = None,
-    serve_engines: bool = True,
 ) -> int:
-    if pools_file is not None and serve_engines:
-        async with engines.served_pools(pools_file) as served:
-            return await _run(
-                job, as_json=as_json, pools_file=served, sim=sim, tools=tools, serve_engines=False
-            )
     console = Console(stderr=as_json)
     if pools_file is None:
         console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
