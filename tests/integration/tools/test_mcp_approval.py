@@ -15,6 +15,8 @@ from mcp_support import job_manifest, ledger_server, read_journal
 from kswarm.approving import decide
 from kswarm.embedded import SimOptions, embedded_stack
 from kswarm.errors import SpecError
+from kswarm.operator.approvals import APPROVE, DENY, apply_decisions
+from kswarm.operator.runtime import OperatorConfig, Runtime
 from kswarm.sim import demo_tools
 from kswarm.spec import parse_manifest
 from kswarm.tools.mcp import tool_servers
@@ -135,3 +137,70 @@ def test_a_job_naming_an_unknown_tool_to_approve_is_refused_naming_the_field() -
     with pytest.raises(SpecError) as e:
         parse_manifest(manifest, known_tools=[*demo_tools().names(), "led__append"])
     assert "spec.requireApproval[1]" in str(e.value) and "'nosuch'" in str(e.value)
+
+
+async def test_the_operator_carries_out_decision_annotations_and_names_bad_calls(
+    kswarm_home: Path, journal: Path
+) -> None:
+    """The operator's annotation path (:func:`kswarm.operator.approvals.apply_decisions`) on the
+    embedded stack's Temporal and ledger: the object body is a dict as the API server sends it,
+    and the Events it would post are collected (the seam to Kubernetes, which the e2e test
+    crosses for real)."""
+    calls = [("led__append", {"text": "a"}), ("led__append", {"text": "b"})]
+    manifest = job_manifest("annot", calls, ["led__*"], mode="single", requireApproval=["led__*"])
+    sim = SimOptions(time_scale=0.005, extra={"behaviour": call_named_tools})
+    posted: list[tuple[str, str, str]] = []
+
+    def post(kind: str, reason: str, message: str) -> None:
+        posted.append((kind, reason, message))
+
+    def body(**annotations: str) -> dict[str, Any]:
+        managed = {"f:metadata": {"f:annotations": {f"f:{k}": {} for k in annotations}}}
+        return {
+            "metadata": {
+                "annotations": annotations,
+                "managedFields": [{"manager": "kubectl-annotate", "fieldsV1": managed}],
+            }
+        }
+
+    async with tool_servers([ledger_server(journal)]) as servers:
+        tools = servers.register(demo_tools())
+        async with embedded_stack(sim=sim, tools=tools) as stack:
+            rt = Runtime(OperatorConfig(), temporal=stack.client, _ledger=stack.ledger)
+            inp = SwarmJobInput.from_manifest(manifest)
+            handle = await stack.client.start_workflow(
+                SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
+            )
+            assert await _wait_for(handle, 2) == ["annot/single/1/0", "annot/single/1/1"]
+            await stack.ledger.flush()
+            sent: set[str] = set()
+            bad = body(**{APPROVE: "single/7/0,nonsense", DENY: "single/1/1"})
+            assert await apply_decisions(rt, bad, "annot", post, sent)
+            assert sent == set()
+            assert [p[1] for p in posted] == ["ApprovalNotApplied"] * 3
+            assert "'single/1/1' is not CALL=REASON" in posted[0][2]
+            assert "'annot/nonsense'" in posted[1][2]
+            assert "tool call 'annot/single/7/0' is not waiting for approval" in posted[2][2]
+            posted.clear()
+            good = body(**{APPROVE: "single/1/0", DENY: "annot/single/1/1=wrong file"})
+            assert await apply_decisions(rt, good, "annot", post, sent)
+            assert await apply_decisions(rt, good, "annot", post, sent)  # a stale repeat
+            result = await handle.result()
+            await stack.ledger.flush()
+            rows = {r.key: r for r in await stack.ledger.list_tool_calls("annot")}
+    assert posted == [
+        (
+            "Normal",
+            "ToolCallApproved",
+            "annot/single/1/0 (led__append) approved by kubectl-annotate",
+        ),
+        (
+            "Normal",
+            "ToolCallDenied",
+            "annot/single/1/1 (led__append) denied by kubectl-annotate: wrong file",
+        ),
+    ]
+    assert result.phase == "Succeeded"
+    assert [e["key"] for e in read_journal(journal)] == ["annot/single/1/0"]
+    assert rows["annot/single/1/0"].approval["by"] == "kubectl-annotate"
+    assert rows["annot/single/1/1"].error == "denied by kubectl-annotate: wrong file"
