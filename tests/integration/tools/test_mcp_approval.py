@@ -5,12 +5,16 @@ answer; who decided and when is in the ledger."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mcp_behaviours import call_named_tools
-from mcp_support import job_manifest, ledger_server, read_journal
+from mcp_support import job_manifest, ledger_server, read_journal, time_server
 
 from kswarm.approving import decide
 from kswarm.embedded import SimOptions, embedded_stack
@@ -20,6 +24,7 @@ from kswarm.operator.runtime import OperatorConfig, Runtime
 from kswarm.sim import demo_tools
 from kswarm.spec import parse_manifest
 from kswarm.tools.mcp import tool_servers
+from kswarm.tools.servers import server_entry
 from kswarm.workflows import SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.approvals import ToolCallDecision
 
@@ -204,3 +209,26 @@ async def test_the_operator_carries_out_decision_annotations_and_names_bad_calls
     assert [e["key"] for e in read_journal(journal)] == ["annot/single/1/0"]
     assert rows["annot/single/1/0"].approval["by"] == "kubectl-annotate"
     assert rows["annot/single/1/1"].error == "denied by kubectl-annotate: wrong file"
+
+
+def test_kswarm_run_exits_2_naming_a_tool_to_approve_no_server_lists(tmp_path: Path) -> None:
+    """``kswarm run --tools`` checks ``spec.requireApproval`` against what the servers list."""
+    calls = [("time__get_current_time", {"timezone": "UTC"})]
+    gated = ["time__get_current_time", "time__no_such_tool"]
+    job = tmp_path / "job.yaml"
+    manifest = job_manifest("gaterun", calls, ["time__*"], requireApproval=gated)
+    job.write_text(yaml.safe_dump(manifest))
+    tools = tmp_path / "tools.yaml"
+    tools.write_text(yaml.safe_dump({"servers": [server_entry(time_server())]}))
+    env = {**os.environ, "KSWARM_HOME": str(tmp_path / "home")}
+    env.pop("KSWARM_DATABASE_URL", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kswarm"), "run", str(job), "--tools", str(tools)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "spec.requireApproval[1]: unknown tool 'time__no_such_tool'" in done.stderr
