@@ -279,13 +279,16 @@ async def retry_undelivered(rt: Runtime, body: kopf.Body, uid: str, memo: Any) -
     def post(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
-    if await apply_decisions(rt, body, uid, post, _sent(memo)):
-        setattr(memo, RETRY_MEMO, False)
-        meta = body.get("metadata") or {}
-        gone = {k: None for k in ANNOTATIONS if k in (meta.get("annotations") or {})}
-        await rt.api.patch_annotations(
-            "kswarm.dev", "v1alpha1", "swarmjobs", meta["namespace"], meta["name"], gone
-        )
+    try:
+        if await apply_decisions(rt, body, uid, post, _sent(memo)):
+            meta = body.get("metadata") or {}
+            gone = {k: None for k in ANNOTATIONS if k in (meta.get("annotations") or {})}
+            await rt.api.patch_annotations(
+                "kswarm.dev", "v1alpha1", "swarmjobs", meta["namespace"], meta["name"], gone
+            )
+            setattr(memo, RETRY_MEMO, False)
+    except Exception as e:  # the status pass goes on; tried again at the next
+        log.warning("decisions not applied job_uid=%s error=%s: %s", uid, type(e).__name__, e)
 
 
 def _sent(memo: Any) -> set[str]:
