@@ -20,7 +20,7 @@ second decision):
   waiting now;
 * ``kswarm.dev/deny: "CALL=REASON"``: deny a call, with the reason the model reads (required,
   as ``kswarm deny --reason``); several denials one per line; ``*=REASON`` denies every call
-  waiting now;
+  waiting now; a call named in either annotation is decided as named, whatever ``*`` says;
 * ``kswarm.dev/decided-by: NAME`` (optional): who decides, as the ledger records it; without
   it, the field manager that wrote the annotation (``kubectl-annotate``, ``kubectl-edit`` ...),
   else ``kubectl``.
@@ -208,7 +208,7 @@ async def apply_decisions(
     waiting = {str(r.key): str(r.tool) for r in rows if str(r.key) not in sent}
     who = decider(meta)
     decisions: dict[str, ToolCallDecision] = {}
-    for r in parsed.requests:
+    for r in sorted(parsed.requests, key=lambda r: r.call == ALL):  # named calls before '*'
         calls = list(waiting) if r.call == ALL else [r.call]
         if r.call == ALL and not calls and not sent:
             post("Warning", "ApprovalNotApplied", "'*': no tool call of the job waits now")
@@ -231,7 +231,7 @@ async def apply_decisions(
         post("Warning", "ApprovalNotDelivered", f"{type(e).__name__}: {e}; trying again")
         return False
     sent.update(decisions)
-    for call, d in decisions.items():
+    for call, d in sorted(decisions.items()):
         why = f": {d.reason}" if d.reason else ""
         post(
             "Normal",

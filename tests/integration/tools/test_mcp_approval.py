@@ -187,7 +187,7 @@ async def test_the_operator_carries_out_decision_annotations_and_names_bad_calls
             assert "'annot/nonsense'" in posted[1][2]
             assert "tool call 'annot/single/7/0' is not waiting for approval" in posted[2][2]
             posted.clear()
-            good = body(**{APPROVE: "single/1/0", DENY: "annot/single/1/1=wrong file"})
+            good = body(**{APPROVE: "*", DENY: "annot/single/1/1=wrong file"})
             assert await apply_decisions(rt, good, "annot", post, sent)
             assert await apply_decisions(rt, good, "annot", post, sent)  # a stale repeat
             result = await handle.result()
