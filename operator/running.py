@@ -30,8 +30,8 @@ from typing import Any
 
 import kopf
 
-from kswarm.operator import deployments as children
 from kswarm.operator import (
+    approvals,
     endpoint_probes,
     modelpools,
     rollout_groups,
@@ -40,6 +40,7 @@ from kswarm.operator import (
     toolservers,
     watching,
 )
+from kswarm.operator import deployments as children
 from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
 __all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
@@ -177,6 +178,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         interval=config.pool_probe_interval,
     )(_handler(endpoint_probes.probe_pool))
     toolservers.register(registry, probe_interval=config.pool_probe_interval)
+    approvals.register(registry)  # decisions by annotation on a SwarmJob
     return registry
 
 

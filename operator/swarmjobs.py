@@ -76,7 +76,11 @@ def missing_tool_servers(manifest: Mapping[str, Any], known_tools: Iterable[str]
     if not isinstance(spec, Mapping):
         return []
     sub = spec.get("subagents")
-    names = [*(spec.get("tools") or []), *((sub or {}).get("tools") or [])]
+    names = [
+        *(spec.get("tools") or []),
+        *((sub or {}).get("tools") or []),
+        *(spec.get("requireApproval") or []),
+    ]
     ready = {t.split(SERVER_SEPARATOR, 1)[0] for t in known_tools if SERVER_SEPARATOR in t}
     wanted = {
         n.split(SERVER_SEPARATOR, 1)[0]
