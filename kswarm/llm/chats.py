@@ -238,7 +238,9 @@ def _ints(value: Any) -> list[int] | None:
 
 def _token_ids(completion: Completion, data: dict[str, Any], choice: dict[str, Any]) -> None:
     """vLLM's ``prompt_token_ids`` and ``choices[0].token_ids`` (``return_token_ids``) and the
-    per-token ``logprobs.content[].logprob`` (``logprobs``), when present."""
+    per-token ``logprobs.content[].logprob`` (``logprobs``), when present; llama.cpp's answer
+    token ids from ``logprobs.content[].id`` (its prompt's ids come from the client, see
+    :meth:`~kswarm.llm.client.LLMClient._prompt_token_ids`)."""
     completion.prompt_token_ids = _ints(data.get("prompt_token_ids"))
     completion.completion_token_ids = _ints(choice.get("token_ids"))
     logprobs = choice.get("logprobs")
@@ -248,6 +250,11 @@ def _token_ids(completion: Completion, data: dict[str, Any], choice: dict[str, A
         numbers = [float(v) for v in values if isinstance(v, int | float)]
         if numbers and len(numbers) == len(content):
             completion.logprobs = numbers
+        if completion.completion_token_ids is None:
+            # llama.cpp gives each answer token's id beside its log-probability.
+            ids = _ints([c.get("id") for c in content if isinstance(c, dict)])
+            if ids and len(ids) == len(content):
+                completion.completion_token_ids = ids
 
 
 class StreamAssembler:

@@ -280,6 +280,9 @@ class LLMClient:
             if isinstance(e, httpx.ConnectError):
                 attempt.outcome = "connect_error"
         attempt.latency_seconds = time.perf_counter() - t0
+        if isinstance(outcome, Completion) and pool.return_token_ids:
+            if outcome.prompt_token_ids is None:  # after the latency: not the model's time
+                outcome.prompt_token_ids = await self._prompt_token_ids(replica, headers, content)
         if isinstance(outcome, Completion):
             attempt.ttft_seconds = outcome.ttft_seconds
             attempt.input_tokens = outcome.input_tokens
@@ -296,6 +299,33 @@ class LLMClient:
         attempt.http_status = outcome.status
         attempt.error = str(outcome.message)
         return attempt, outcome
+
+    async def _prompt_token_ids(
+        self, replica: str, headers: dict[str, str], content: bytes
+    ) -> list[int] | None:
+        """The prompt's token ids from a server that does not return them with the answer but
+        can render and tokenize it: llama.cpp's ``/apply-template`` (the request's chat
+        template, tools included) then ``/tokenize`` as its server tokenizes a prompt (special
+        tokens added and parsed). ``None`` when the server has neither (or fails): the call is
+        recorded without them, never failed for them."""
+        base = replica.rstrip("/")
+        try:
+            rendered = await self.http.post(
+                f"{base}/apply-template", content=content, headers=headers, timeout=30
+            )
+            prompt = rendered.json().get("prompt") if rendered.status_code == 200 else None
+            if not isinstance(prompt, str):
+                return None
+            body = {"content": prompt, "add_special": True, "parse_special": True}
+            tokens = await self.http.post(
+                f"{base}/tokenize", content=json.dumps(body), headers=headers, timeout=30
+            )
+            ids = tokens.json().get("tokens") if tokens.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
+            return ids
+        return None
 
     async def _stream(
         self,
