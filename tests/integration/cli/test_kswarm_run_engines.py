@@ -104,7 +104,8 @@ async def test_an_engine_llamacpp_pool_runs_a_job_on_a_real_llama_cpp_server(
 ) -> None:
     """The real server with the bundled SmolLM2-135M: the platform's behaviour is asserted (the
     job ends with a clear phase, its calls went to the server the run started, which is gone
-    after), not the small model's answer."""
+    after; the token-level export holds exactly the tokens the server generated), not the
+    small model's answer."""
     pools = _pools(
         tmp_path,
         {
@@ -114,6 +115,7 @@ async def test_an_engine_llamacpp_pool_runs_a_job_on_a_real_llama_cpp_server(
             "engineArgs": ["--ctx-size", "4096", "--parallel", "2"],
             "maxOutputTokens": 48,
             "toolChoice": "required",
+            "returnTokenIds": True,
         },
     )
     job = manifest(
@@ -134,6 +136,27 @@ async def test_an_engine_llamacpp_pool_runs_a_job_on_a_real_llama_cpp_server(
     (replica,) = await _replicas_called(tmp_path, report["uid"])
     assert replica.startswith("http://127.0.0.1:")
     assert not _listening(replica), "llama.cpp outlived the run"
+
+    ledger = await Ledger.connect(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        calls = [c for c in await ledger.list_model_calls(report["uid"]) if c.status == "ok"]
+    finally:
+        await ledger.close()
+    assert calls and all(len(c.prompt_token_ids or []) == c.input_tokens for c in calls)
+    assert all(len(c.completion_token_ids or []) == c.output_tokens for c in calls)
+    exported = kswarm(tmp_path, "export", report["uid"], "--format", "tokens")
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    for agent in {c.agent_id for c in calls}:
+        mine = [r for r in lines if r["agent_id"] == agent]
+        trained = [
+            t
+            for r in mine
+            for t, m in zip(r["response_token_ids"], r["loss_mask"], strict=True)
+            if m
+        ]
+        generated = sorted((c for c in calls if c.agent_id == agent), key=lambda c: c.step)
+        assert trained == [t for c in generated for t in c.completion_token_ids or []]
 
 
 def test_a_missing_engine_is_refused_before_anything_starts(
