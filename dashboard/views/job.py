@@ -251,7 +251,7 @@ def _approvals(uid: str, rows: data.JobRows) -> None:
         call = str(t["key"])
         if mine.get(call, (False, ""))[0]:
             continue  # decided here; the ledger shows it once the job has recorded it
-        with st.container(border=True, key=f"job.approvals.call.{call}"):
+        with st.container(border=True):
             info, why, yes, no = st.columns([5, 4, 1, 1], vertical_alignment="bottom")
             server = t.get("server") or server_of(str(t["tool"])) or "built-in"
             effects = {True: "side effects", False: "no side effects"}.get(t.get("side_effects"))
