@@ -404,7 +404,8 @@ def toolserver_rows(items: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for item in items:
         meta, status = item.get("metadata") or {}, item.get("status") or {}
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        conditions: list[dict[str, Any]] = status.get("conditions") or []
+        ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
         tools = [str(t.get("name")) for t in status.get("tools") or []]
         rows.append(
             {
@@ -428,11 +429,11 @@ def toolserver_status() -> pd.DataFrame | None:
 
     try:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()
+            config.load_kube_config()  # type: ignore[no-untyped-call]
         api = client.CustomObjectsApi()
-        found = api.list_cluster_custom_object(
+        found: Any = api.list_cluster_custom_object(
             "kswarm.dev", "v1alpha1", "toolservers", _request_timeout=3
         )
     except Exception:  # no kubeconfig, cluster away, no CRD, no permission: not shown

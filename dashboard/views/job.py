@@ -191,7 +191,7 @@ def _approval_text(approval: Any) -> str:
         try:
             approval = json.loads(approval)
         except ValueError:
-            return approval
+            return str(approval)
     if not isinstance(approval, dict):
         return ""
     verb = "approved" if approval.get("approved") else "denied"
@@ -254,7 +254,8 @@ def _approvals(uid: str, rows: data.JobRows) -> None:
         with st.container(border=True):
             info, why, yes, no = st.columns([5, 4, 1, 1], vertical_alignment="bottom")
             server = t.get("server") or server_of(str(t["tool"])) or "built-in"
-            effects = {True: "side effects", False: "no side effects"}.get(t.get("side_effects"))
+            flag = t.get("side_effects")
+            effects = None if flag is None else ("side effects" if flag else "no side effects")
             info.markdown(
                 f"**{t['tool']}** · {server}"
                 + (f" · {effects}" if effects else "")
