@@ -52,7 +52,10 @@ def calls_by_status(calls: pd.DataFrame) -> go.Figure:
 def _operator_view() -> None:
     status = data.toolserver_status()
     if status is None:
-        st.caption("The operator's ToolServer status is not reachable from here (no cluster).")
+        st.caption(
+            "The operator's ToolServer status is not reachable from here (no cluster, or no "
+            "permission to list toolservers)."
+        )
         return
     if status.empty:
         st.caption("The cluster has no ToolServer objects.")
