@@ -11,6 +11,7 @@ seconds for many viewers costs the database one query per TTL, and a live job st
 from __future__ import annotations
 
 import json
+import logging
 import os
 import types
 import urllib.request
@@ -45,6 +46,8 @@ __all__ = [
     "tool_server_calls",
     "toolserver_status",
 ]
+
+log = logging.getLogger(__name__)
 
 LIVE_TTL = 2.0
 """Seconds a query result is reused: short, so a running job moves on screen."""
@@ -431,12 +434,15 @@ def toolserver_status() -> pd.DataFrame | None:
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            # KUBECONFIG as it is now (the library reads it once, when first imported).
+            path = os.environ.get("KUBECONFIG") or None
+            config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
         api = client.CustomObjectsApi()
         found: Any = api.list_cluster_custom_object(
             "kswarm.dev", "v1alpha1", "toolservers", _request_timeout=3
         )
-    except Exception:  # no kubeconfig, cluster away, no CRD, no permission: not shown
+    except Exception as e:  # no kubeconfig, cluster away, no CRD, no permission: not shown
+        log.info("ToolServers not read from the cluster: %s: %s", type(e).__name__, e)
         return None
     return toolserver_rows(list(found.get("items") or []))
 
