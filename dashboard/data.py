@@ -338,19 +338,32 @@ AWAITING = "awaiting"
 def tool_server_calls(window_seconds: float | None) -> pd.DataFrame:
     """Calls of MCP tools (any with a server) started in the last ``window_seconds`` (None:
     all). Rows written before the ledger had a ``server`` column take it from the tool's name
-    (``SERVER__TOOL``)."""
+    (``SERVER__TOOL``), unless they were refused (a name no server offers, as a model may
+    invent one, names no server)."""
     T = models.ToolCall
     q = select(
-        T.server, T.tool, T.job_uid, T.key, T.status, T.side_effects, T.duration_seconds,
-        T.started_at, T.approval,
-    ).where((T.server.is_not(None)) | T.tool.contains("__", autoescape=True))  # fmt: skip
+        T.server,
+        T.tool,
+        T.job_uid,
+        T.key,
+        T.status,
+        T.side_effects,
+        T.duration_seconds,
+        T.started_at,
+        T.approval,
+    ).where(
+        T.server.is_not(None)
+        # Older rows, from the name; a refused call of no server's tool is no server's call.
+        | (T.tool.contains("__", autoescape=True) & (T.status != "refused"))
+    )
     if window_seconds is not None:
         q = q.where(T.started_at >= datetime.now(UTC) - timedelta(seconds=window_seconds))
     with _session() as s:
         rows = s.execute(q.order_by(T.started_at)).all()
     df = pd.DataFrame(rows, columns=TOOL_CALL_COLUMNS)
     df["server"] = [
-        srv or server_of(tool) for srv, tool in zip(df["server"], df["tool"], strict=True)
+        srv if isinstance(srv, str) and srv else server_of(str(tool))
+        for srv, tool in zip(df["server"], df["tool"], strict=True)
     ]
     df = df[df["server"] != ""].reset_index(drop=True)
     df["started_at"] = _utc(df["started_at"])

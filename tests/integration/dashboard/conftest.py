@@ -76,7 +76,7 @@ def _git_repo(path: Path) -> Path:
 async def mcp_ledger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[McpLedger]:
     """A ledger with one real job on the embedded stack whose single agent called real MCP
     tools: two read-only calls of ``time`` (one answered with ``isError``: failed) and git's
-    ``git_status`` (read-only) and ``git_reset`` (destructive)."""
+    ``git_status`` (read-only) and ``git_reset`` (destructive); and a tool no server offers."""
     tmp = tmp_path_factory.mktemp("dashboard-mcp")
     url = f"sqlite:///{tmp / 'ledger.db'}"
     repo = {"repo_path": str(_git_repo(tmp / "repo"))}
@@ -85,6 +85,7 @@ async def mcp_ledger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         ("time__get_current_time", {"timezone": "Nowhere/Atlantis"}),
         ("git__git_status", repo),
         ("git__git_reset", repo),
+        ("nope__invented", {}),  # no server offers it: refused, and no server's call
     ]
     manifest = job_manifest("dashmcp", calls, ["time__*", "git__*"], mode="single")
     sim = SimOptions(time_scale=0.005, extra={"behaviour": call_named_tools})

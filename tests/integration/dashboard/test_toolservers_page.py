@@ -42,7 +42,7 @@ def test_each_server_has_its_calls_errors_latency_and_side_effects(mcp_env: McpL
     assert at.title[0].value == "Tool servers"
     summary = next(df.value for df in at.dataframe if "error %" in df.value.columns)
     by = summary.set_index("server")
-    assert list(by.index) == ["git", "time"]
+    assert list(by.index) == ["git", "time"]  # not "nope": its call was refused
     assert by.loc["time", ["calls", "errors", "error %", "side-effecting calls"]].tolist() == [
         2,
         1,
@@ -127,3 +127,31 @@ def test_the_operators_view_of_toolservers_as_rows() -> None:
     assert rows[0]["ready"] == "True" and rows[0]["tools"] == 2
     assert rows[0]["tool names"] == "time__get_current_time, time__convert_time"
     assert rows[1]["ready"] == "Unknown" and rows[1]["tools"] == 0
+
+
+def test_rows_from_before_the_server_column_take_the_server_from_the_tools_name(
+    mcp_ledger: McpLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same job's rows as a ledger written before revision 0004 holds them (no server, no
+    flag): the page still groups them by server, with no side-effecting calls known."""
+    import shutil
+
+    import sqlalchemy as sa
+    import streamlit as st
+
+    copy = tmp_path / "old.db"
+    shutil.copy(mcp_ledger.url.removeprefix("sqlite:///"), copy)
+    engine = sa.create_engine(f"sqlite:///{copy}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE tool_calls SET server = NULL, side_effects = NULL"))
+    engine.dispose()
+    monkeypatch.setenv("KSWARM_DATABASE_URL", f"sqlite:///{copy}")
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent")
+    st.cache_data.clear()
+    at = page()
+    no_exception(at)
+    summary = next(df.value for df in at.dataframe if "error %" in df.value.columns)
+    by = summary.set_index("server")
+    assert list(by.index) == ["git", "time"]
+    assert by["calls"].to_dict() == {"git": 2, "time": 2}
+    assert (by["side-effecting calls"] == 0).all()
