@@ -197,5 +197,5 @@ class ToolCall(Base):
     __table_args__ = (
         Index("ix_tool_calls_job_uid_tool", "job_uid", "tool"),
         Index("ix_tool_calls_agent_id_step", "agent_id", "step"),
-        Index("ix_tool_calls_server_started_at", "server", "started_at"),
+        Index("ix_tool_calls_started_at", "started_at"),
     )
