@@ -252,7 +252,7 @@ def _approvals(uid: str, rows: data.JobRows) -> None:
         if mine.get(call, (False, ""))[0]:
             continue  # decided here; the ledger shows it once the job has recorded it
         with st.container(border=True):
-            info, why, yes, no = st.columns([5, 4, 1, 1], vertical_alignment="bottom")
+            info, why, yes, no = st.columns([4, 3, 1.5, 1.2], vertical_alignment="bottom")
             server = t.get("server") or server_of(str(t["tool"])) or "built-in"
             flag = t.get("side_effects")
             effects = None if flag is None else ("side effects" if flag else "no side effects")
