@@ -1,43 +1,43 @@
-"""What a waiting approval adds to a tool call beyond the person's own delay.
+"""What a human approval adds to a tool call beyond the human's own delay.
 
-Two single-agent jobs, side by side on one embedded stack (Temporal dev server, simulated pool,
-``mcp-server-time`` over stdio twice: ``plain`` and ``gated``, whose ``get_current_time``
-requires approval). Each job's agent makes one call and answers:
+One agent (mode ``single``) makes one call of ``get_current_time`` on ``mcp-server-time`` (a
+reference MCP server, over stdio), on the embedded stack (Temporal dev server, SQLite ledger,
+simulated model). Each repeat runs the job twice, in alternating order:
 
-* ``plain``: the call runs at once;
-* ``gated``: the call waits; this script watches the agent's ``waiting_for_approval`` query
-  (every 5 ms, as a person watching the dashboard would, only faster) and approves at once
-  through :func:`kswarm.approving.send`, the code ``kswarm approve`` and the dashboard's
-  Approve button run.
+* ``plain``: the tool as it is;
+* ``approval``: the job marks it ``requireApproval``; an approver that answers at once polls the
+  agent's ``waiting_for_approval`` query every 5 ms and, as soon as the call shows, sends the
+  ``decide_tool_call`` signal (what ``kswarm approve`` and the operator's annotation handler
+  send).
 
-The person's delay is the time from the first sight of the waiting call to the decision sent
-(here a few ms: the query's round trip and a Temporal connection). What approval adds is
-``gated wall - plain wall - person's delay``: the ``await_approval`` ledger write, the signal's
-trip to the workflow, the ``decide_tool_call`` ledger write and the extra workflow tasks. Jobs
-alternate (plain, gated, gated, plain, ...) so drift of the machine hits both alike.
+Per run, from the ledger (the worker's clock, this process's) and the approver's own marks:
 
-    python -P bench/bench_approval.py [--rounds 10]
+* ``dispatch``: model step recorded -> tool call started (the call's ``finished_at`` less its
+  ``duration_seconds``);
+* ``seen``: step recorded -> the approver sees the call waiting (``await_approval`` writes the
+  ledger row ``awaiting``, the query answers);
+* ``human``: the approver's own delay, seen -> signal sent (near 0 here: it answers at once);
+* ``signal->start`` and ``signal->finish``: signal sent -> the call starts / is stored;
+* ``added``: what the approval adds beyond the human's delay, the approval run's dispatch less
+  ``human`` less the plain run's dispatch;
+* the job's wall time, and its ratio approval / plain.
 
-Prints medians and writes bench/results/approval.json.
+    python -P bench/bench_approval.py [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
-import os
-import random
 import statistics
 import sys
-import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kswarm.approving import send
-from kswarm.config import Settings
+from kswarm.approving import decide
 from kswarm.embedded import SimOptions, embedded_stack
 from kswarm.sim import demo_tools
 from kswarm.tools.mcp import tool_servers
@@ -46,108 +46,140 @@ from kswarm.workflows import SwarmJobInput, SwarmWorkflow
 from kswarm.workflows.approvals import ToolCallDecision
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
+TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
+TOOL = "time__get_current_time"
+POLL_SECONDS = 0.005
 
 
-def one_call(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """The agent calls the one tool it is offered, then answers with what it said."""
+def call_the_clock(body: dict[str, Any], rng: Any) -> dict[str, Any]:
+    """A simulated agent: one call of the clock, then an answer with what it said."""
     messages = body.get("messages") or []
-    if any(m.get("role") == "assistant" for m in messages):
-        said = [str(m.get("content")) for m in messages if m.get("role") == "tool"]
-        return {"role": "assistant", "content": "\n".join(said), "tool_calls": []}
-    (tool,) = [t["function"]["name"] for t in body.get("tools") or []]
-    call = {"name": tool, "arguments": json.dumps({"timezone": "UTC"})}
-    return {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [{"id": "c0", "type": "function", "function": call}],
-    }
+    if not any(m.get("role") == "assistant" for m in messages):
+        call = {
+            "id": "c0",
+            "type": "function",
+            "function": {"name": TOOL, "arguments": json.dumps({"timezone": "UTC"})},
+        }
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+    said = [str(m.get("content")) for m in messages if m.get("role") == "tool"]
+    return {"role": "assistant", "content": "\n".join(said), "tool_calls": []}
 
 
-def manifest(uid: str, tool: str) -> dict[str, Any]:
+def manifest(uid: str, approval: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"task": "What time is it?", "mode": "single", "tools": ["time__*"]}
+    if approval:
+        spec["requireApproval"] = [TOOL]
     return {
         "apiVersion": "kswarm.dev/v1alpha1",
         "kind": "SwarmJob",
-        "metadata": {"name": "approval-bench", "uid": uid},
-        "spec": {"task": "what time is it?", "tools": [tool], "mode": "single"},
+        "metadata": {"name": "clock", "uid": uid},
+        "spec": spec,
     }
 
 
-async def run_job(stack: Any, uid: str, gated: bool, settings: Settings) -> dict[str, float]:
-    tool = "gated__get_current_time" if gated else "plain__get_current_time"
-    inp = SwarmJobInput.from_manifest(manifest(uid, tool))
+def ms(delta: float) -> float:
+    return round(delta * 1000, 2)
+
+
+async def run_job(stack: Any, uid: str, approval: bool) -> dict[str, float]:
+    inp = SwarmJobInput.from_manifest(manifest(uid, approval))
     started = time.perf_counter()
     handle = await stack.client.start_workflow(
         SwarmWorkflow.run, inp, id=inp.workflow_id, task_queue=stack.task_queue
     )
-    delay = 0.0
-    if gated:
-        waiting: list[str] = []
-        for _ in range(6000):  # 30 s at most
-            waiting = await handle.query("waiting_for_approval")
-            if waiting:
-                break
-            await asyncio.sleep(0.005)
-        seen = time.perf_counter()
-        (call,) = waiting
-        await send(uid, call, ToolCallDecision(call, True, "bench"), settings)
-        delay = time.perf_counter() - seen
+    marks: dict[str, datetime] = {}
+    if approval:
+        # A person watching the job: polls, answers at once.
+        while not (waiting := await handle.query("waiting_for_approval")):  # noqa: ASYNC110
+            await asyncio.sleep(POLL_SECONDS)
+        marks["seen"] = datetime.now(UTC)
+        call = waiting[0]
+        decision = ToolCallDecision(call, True, "bench")
+        marks["signal"] = datetime.now(UTC)
+        await decide(stack.client, uid, call, decision)
     result = await handle.result()
     wall = time.perf_counter() - started
     if result.phase != "Succeeded":
-        raise RuntimeError(f"{uid}: {result.phase}: {result.reason}")
-    return {"wall": wall, "delay": delay}
+        raise RuntimeError(f"job {uid} ended {result.phase}: {result.reason}")
+    await stack.ledger.flush()
+    (row,) = [r for r in await stack.ledger.list_tool_calls(uid) if r.tool == TOOL]
+    if row.status != "succeeded" or row.finished_at is None:
+        raise RuntimeError(f"the call of {uid} is {row.status}: {row.error}")
+    finished = row.finished_at.replace(tzinfo=row.finished_at.tzinfo or UTC)
+    recorded = row.started_at.replace(tzinfo=row.started_at.tzinfo or UTC)
+    start = finished.timestamp() - float(row.duration_seconds or 0.0)
+    out = {"wall": ms(wall), "dispatch": ms(start - recorded.timestamp())}
+    out["call"] = ms(float(row.duration_seconds or 0.0))
+    if approval:
+        seen, signal = marks["seen"].timestamp(), marks["signal"].timestamp()
+        out["seen"] = ms(seen - recorded.timestamp())
+        out["human"] = ms(signal - seen)
+        out["signal->start"] = ms(start - signal)
+        out["signal->finish"] = ms(finished.timestamp() - signal)
+    return out
 
 
-async def main(rounds: int) -> dict[str, Any]:
-    os.environ.setdefault("KSWARM_HOME", tempfile.mkdtemp(prefix="kswarm-bench-approval-"))
-    servers = [
-        ToolServerConfig(name="plain", command=TIME_SERVER),
-        ToolServerConfig(name="gated", command=TIME_SERVER, require_approval=("get_current_time",)),
-    ]
-    sim = SimOptions(time_scale=0.005, extra={"behaviour": one_call})
-    plain: list[dict[str, float]] = []
-    gated: list[dict[str, float]] = []
-    async with tool_servers(servers) as connected:
-        tools = connected.register(demo_tools())
+async def bench(repeats: int) -> dict[str, Any]:
+    server = ToolServerConfig(name="time", command=str(TIME_SERVER))
+    sim = SimOptions(time_scale=0.001, extra={"behaviour": call_the_clock})
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "approval": []}
+    tag = f"{int(time.time())}"
+    async with tool_servers([server]) as servers:
+        tools = servers.register(demo_tools())
         async with embedded_stack(sim=sim, tools=tools) as stack:
-            settings = dataclasses.replace(
-                Settings.from_env(), temporal_address=stack.server.address
-            )
-            for warm in range(2):  # sessions, caches and the workers' first tasks
-                await run_job(stack, f"warm-p{warm}", False, settings)
-                await run_job(stack, f"warm-g{warm}", True, settings)
-            for i in range(rounds):
+            await run_job(stack, f"warm-{tag}", False)  # connections, caches, first workflow
+            await run_job(stack, f"warm-a-{tag}", True)
+            for i in range(repeats):
                 order = (False, True) if i % 2 == 0 else (True, False)
-                for is_gated in order:
-                    kind = "g" if is_gated else "p"
-                    out = await run_job(stack, f"r{i}-{kind}", is_gated, settings)
-                    (gated if is_gated else plain).append(out)
-    plain_wall = statistics.median(r["wall"] for r in plain)
-    gated_wall = statistics.median(r["wall"] for r in gated)
-    delay = statistics.median(r["delay"] for r in gated)
-    added = [r["wall"] - r["delay"] - plain_wall for r in gated]
+                for approval in order:
+                    kind = "approval" if approval else "plain"
+                    runs[kind].append(await run_job(stack, f"{kind}-{i}-{tag}", approval))
+    return runs
+
+
+def summary(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    def med(kind: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in runs[kind]))
+
+    plain_dispatch = med("plain", "dispatch")
+    added = [r["dispatch"] - r["human"] - plain_dispatch for r in runs["approval"]]
     return {
-        "rounds": rounds,
-        "plain_wall_median_s": round(plain_wall, 4),
-        "gated_wall_median_s": round(gated_wall, 4),
-        "person_delay_median_s": round(delay, 4),
-        "added_by_approval_median_s": round(statistics.median(added), 4),
-        "added_by_approval_s": [round(a, 4) for a in added],
+        "plain dispatch ms": plain_dispatch,
+        "approval seen ms": med("approval", "seen"),
+        "approval human ms": med("approval", "human"),
+        "signal->start ms": med("approval", "signal->start"),
+        "signal->finish ms": med("approval", "signal->finish"),
+        "call ms (plain, approval)": [med("plain", "call"), med("approval", "call")],
+        "added beyond the human ms": round(float(statistics.median(added)), 2),
+        "added min..max ms": [round(min(added), 2), round(max(added), 2)],
+        "wall ms (plain, approval)": [med("plain", "wall"), med("approval", "wall")],
+        "wall ratio approval/plain": round(med("approval", "wall") / med("plain", "wall"), 2),
     }
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=10, help="jobs of each kind (default 10)")
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=5)
     ns = p.parse_args()
-    out = asyncio.run(main(ns.rounds))
+    if not TIME_SERVER.exists():
+        print(f"mcp-server-time is not installed beside {sys.executable}", file=sys.stderr)
+        return 2
+    runs = asyncio.run(bench(ns.repeats))
+    cols = ["wall", "dispatch", "call", "seen", "human", "signal->start", "signal->finish"]
+    print(f"{'run':10} " + " ".join(f"{c + ' ms':>17}" for c in cols))
+    for kind, rows in runs.items():
+        for i, r in enumerate(rows):
+            cells = " ".join(f"{r[c]:17.2f}" if c in r else f"{'-':>17}" for c in cols)
+            print(f"{kind + str(i):10} {cells}")
+    figures = summary(runs)
+    for k, v in figures.items():
+        print(f"{k:30} {v}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "approval.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(
-        f"one MCP call, single agent, median of {out['rounds']}: "
-        f"{out['plain_wall_median_s'] * 1000:.0f} ms without approval, "
-        f"{out['gated_wall_median_s'] * 1000:.0f} ms with it, of which the person's delay "
-        f"{out['person_delay_median_s'] * 1000:.0f} ms; approval adds "
-        f"{out['added_by_approval_median_s'] * 1000:.0f} ms beyond the person's delay"
-    )
+    out = RESULTS / "bench_approval.json"
+    out.write_text(json.dumps({"runs": runs, "summary": figures}, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -29,6 +29,7 @@ from kswarm.devserver import DevServer, free_ports, start_dev_server
 from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
+from kswarm.llm.engines import served_pools
 from kswarm.llm.pools import PoolConfig, PoolRegistry, load_pools_file
 from kswarm.sim import demo_tools
 from kswarm.sim.config import SimConfig
@@ -173,7 +174,9 @@ async def embedded_stack(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if pools_file:
-                pools, sims = load_pools_file(pools_file), list[Any]()
+                # Pools with ``engine``: their servers start now and stop with the stack.
+                served = await stack.enter_async_context(served_pools(pools_file))
+                pools, sims = load_pools_file(served), list[Any]()
             else:
                 pools, sims = await stack.enter_async_context(_sim_pool(sim or SimOptions()))
             # The routers' background probes stop before the simulator does.

@@ -13,11 +13,8 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -26,10 +23,9 @@ from temporalio.client import WorkflowHandle
 
 from kswarm import looping
 from kswarm.config import kswarm_home
-from kswarm.devserver import free_port
 from kswarm.embedded import EmbeddedStack, SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError, ToolServerUnavailable
-from kswarm.llm import vllm
+from kswarm.llm import engines
 from kswarm.llm.pools import load_pools_file
 from kswarm.rollouts import answer_keys, scorers
 from kswarm.sim import demo_tools
@@ -166,7 +162,6 @@ async def _run_with_tools(
     as_json: bool,
     pools_file: str | None,
     sim: SimOptions,
-    serve_model: str | None = None,
 ) -> int:
     """Start the tool servers of ``--tools``, check the job's tool names against what they
     list, run the job, stop the servers."""
@@ -188,22 +183,10 @@ async def _run_with_tools(
                     pools_file=pools_file,
                     sim=sim,
                     tools=tools,
-                    serve_model=serve_model,
                 )
         except ToolServerUnavailable as e:
             err.print(f"[red]error:[/red] {e} (its standard error: {log_path})", highlight=False)
             return EXIT_INVALID
-
-
-@contextlib.asynccontextmanager
-async def _served_pool(model: str) -> AsyncIterator[str]:
-    """A pools file whose pool ``default`` is a ``vllm serve MODEL`` run for this job."""
-    async with vllm.vllm_server(model, port=free_port()) as url:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "pools.yaml"
-            pool = {"name": "default", "model": model, "replicas": [url]}
-            path.write_text(yaml.safe_dump({"pools": [pool]}))
-            yield str(path)
 
 
 async def _run(
@@ -213,11 +196,7 @@ async def _run(
     pools_file: str | None,
     sim: SimOptions,
     tools: ToolRegistry | None = None,
-    serve_model: str | None = None,
 ) -> int:
-    if serve_model is not None:
-        async with _served_pool(serve_model) as served:
-            return await _run(job, as_json=as_json, pools_file=served, sim=sim, tools=tools)
     console = Console(stderr=as_json)
     if pools_file is None:
         console.print(SIMULATED_POOL_NOTE, style="yellow", highlight=False)
@@ -258,14 +237,28 @@ def run_job(
     tools_file: str | None = None,
     serve_model: str | None = None,
 ) -> int:
+    if serve_model is not None:
+        if pools_file:
+            Console(stderr=True).print(
+                "[red]error:[/red] --serve-model and --pools: give one of them", highlight=False
+            )
+            return EXIT_INVALID
+        with tempfile.TemporaryDirectory() as tmp:
+            return run_job(
+                path,
+                as_json=as_json,
+                mode=mode,
+                time_scale=time_scale,
+                pools_file=engines.serve_model_pools(serve_model, tmp),
+                replicas=replicas,
+                sim_extra=sim_extra,
+                tools_file=tools_file,
+            )
     err = Console(stderr=True)
     servers: list[ToolServerConfig] = []
     try:
-        if serve_model is not None:
-            if pools_file:
-                raise ConfigError("--serve-model and --pools: give one of them")
-            if not vllm.vllm_installed():
-                raise ConfigError(f"--serve-model needs vLLM: {vllm.INSTALL_HINT}")
+        if pools_file:  # an engine that is not installed: say so before anything starts
+            engines.check_engines(engines.engine_pools(load_pools_file(pools_file)))
         if tools_file:
             servers = load_tools_file(tools_file)
         job = load_job(path, mode=mode, pools_file=pools_file, check_tools=not tools_file)
@@ -287,12 +280,9 @@ def run_job(
                     as_json=as_json,
                     pools_file=pools_file,
                     sim=sim,
-                    serve_model=serve_model,
                 )
             )
-        return looping.run(
-            _run(job, as_json=as_json, pools_file=pools_file, sim=sim, serve_model=serve_model)
-        )
+        return looping.run(_run(job, as_json=as_json, pools_file=pools_file, sim=sim))
     except (LedgerUnavailable, ConfigError) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_INVALID

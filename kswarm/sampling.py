@@ -21,6 +21,8 @@ from rich.table import Table
 from kswarm import looping
 from kswarm.embedded import SimOptions, embedded_stack
 from kswarm.errors import ConfigError, LedgerUnavailable, SpecError
+from kswarm.llm import engines
+from kswarm.llm.pools import load_pools_file
 from kswarm.rollouts import LambdaSchedule
 from kswarm.running import EXIT_FAILED, EXIT_INVALID, EXIT_OK, load_job
 from kswarm.spec import RolloutSpec
@@ -135,6 +137,8 @@ def run_rollout(
     err = Console(stderr=True)
     try:
         job = load_job(path, mode=None, pools_file=pools_file)
+        if pools_file:  # an engine that is not installed: say so before anything starts
+            engines.check_engines(engines.engine_pools(load_pools_file(pools_file)))
         group = job.spec.rollout or RolloutSpec(samples=DEFAULT_SAMPLES)
         samples = group.samples if samples is None else samples
         epoch = group.epoch if epoch is None else epoch

@@ -266,6 +266,9 @@ class SwarmJobSpec:
     tools: tuple[str, ...] = ()
     """The job's tool allow-list; calls to any other tool are refused and recorded. Empty: the
     orchestrator has only its spawn and finish controls."""
+    require_approval: tuple[str, ...] = ()
+    """Tools (exact names or ``SERVER__*``) whose calls in this job wait for a person's decision,
+    besides those their ToolServer marks ``requireApproval``."""
     evaluation: EvaluationSpec | None = None
     """How to score the answer; ``None``: the job has no ``quality``."""
     rollout: RolloutSpec | None = None
@@ -356,7 +359,10 @@ def parse_manifest(
 
 def job_uid_for(namespace: str, name: str, spec: SwarmJobSpec) -> str:
     """A stable uid for a job that has none (outside Kubernetes): same job, same id."""
-    body = json.dumps([namespace, name, dataclasses.asdict(spec)], sort_keys=True)
+    fields = dataclasses.asdict(spec)
+    if not fields["require_approval"]:  # added later: the jobs without it keep their uid
+        del fields["require_approval"]
+    body = json.dumps([namespace, name, fields], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -381,6 +387,7 @@ def parse_spec(
         for path, names in (
             ("spec.tools", result.tools),
             ("spec.subagents.tools", result.subagents.tools),
+            ("spec.requireApproval", result.require_approval),
         ):
             for i, t in enumerate(names):
                 _check_tool(f"{path}[{i}]", t, known)

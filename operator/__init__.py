@@ -7,6 +7,9 @@ out. ``main()`` runs it (``kswarm operator``, ``python -m kswarm.operator``).
     swarmjobs        start a job's workflow, cancel it on deletion
     pool_resolution  which pools a job's pool names mean to the workers
     watching         the daemon that keeps a running job's status true
+    rollout_groups   a job with spec.rollout: its rollout group's start and status (pure)
+    rollout_watching the daemon that keeps a running group's status true
+    answer_keys      a job's answer key read from a ConfigMap before it starts
     status           a job's status from what was observed (pure)
     workflow_runs    Temporal: start once, describe, wait, cancel
     modelpools       run pools' servers and follow their readiness

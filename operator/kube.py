@@ -163,6 +163,28 @@ class KubeApi:
             _content_type=MERGE_PATCH,
         )
 
+    async def patch_annotations(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str | None],
+    ) -> None:
+        """Merge-patch annotations of a custom object (``None`` removes one)."""
+        await self._call(
+            f"patch {plural}/{namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+            _content_type=MERGE_PATCH,
+        )
+
     async def list_objects(
         self, group: str, version: str, plural: str, namespaces: Sequence[str] = ()
     ) -> list[dict[str, Any]]:

@@ -30,8 +30,17 @@ from typing import Any
 
 import kopf
 
+from kswarm.operator import (
+    approvals,
+    endpoint_probes,
+    modelpools,
+    rollout_groups,
+    rollout_watching,
+    swarmjobs,
+    toolservers,
+    watching,
+)
 from kswarm.operator import deployments as children
-from kswarm.operator import endpoint_probes, modelpools, swarmjobs, toolservers, watching
 from kswarm.operator.runtime import OperatorConfig, Runtime, runtime_of
 
 __all__ = ["FINALIZER", "build_registry", "configure", "main", "run"]
@@ -101,6 +110,14 @@ def _endpoint_pool(spec: kopf.Spec, **_: Any) -> bool:
     return bool(children.pool_mode(spec) == "endpoint")
 
 
+def _single_job(spec: kopf.Spec, **_: Any) -> bool:
+    return not rollout_groups.is_rollout(spec)
+
+
+def _rollout_group(spec: kopf.Spec, **_: Any) -> bool:
+    return rollout_groups.is_rollout(spec)
+
+
 def _handler(fn: Callable[..., Any]) -> Any:
     """kopf's callback protocols spell out every keyword it may pass; ours take what they use."""
     return fn
@@ -119,15 +136,26 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         _handler(swarmjobs.start_job)
     )
     # No `when` filter on the phase: kopf would cancel the daemon the moment its own final
-    # write comes back through the watch. The daemon ends itself, at once for ended jobs.
+    # write comes back through the watch. The daemon ends itself, at once for ended jobs. The
+    # filter on spec.rollout is stable (the spec is immutable): a job runs alone or as a group.
     kopf.daemon(
         *SWARMJOBS,
         id="status",
         registry=registry,
+        when=_single_job,
         backoff=config.status_interval,
         cancellation_backoff=config.status_interval + 1.0,
         cancellation_timeout=2.0,
     )(_handler(watching.watch_job))
+    kopf.daemon(
+        *SWARMJOBS,
+        id="rollout-status",
+        registry=registry,
+        when=_rollout_group,
+        backoff=config.status_interval,
+        cancellation_backoff=config.status_interval + 1.0,
+        cancellation_timeout=2.0,
+    )(_handler(rollout_watching.watch_group))
     kopf.on.delete(*SWARMJOBS, id="cancel", registry=registry, retries=10, backoff=3)(
         _handler(swarmjobs.cancel_job)
     )
@@ -150,6 +178,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         interval=config.pool_probe_interval,
     )(_handler(endpoint_probes.probe_pool))
     toolservers.register(registry, probe_interval=config.pool_probe_interval)
+    approvals.register(registry)  # decisions by annotation on a SwarmJob
     return registry
 
 

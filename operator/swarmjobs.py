@@ -7,6 +7,11 @@ The lifecycle, as ``kubectl get sj`` shows it:
               -> Running (workflow ``swarmjob-<uid>`` started, conditions Accepted and Running)
               -> Succeeded | Failed | Cancelled (final counters, result, condition, event)
     invalid spec -> Failed (Accepted=False, reason InvalidSpec), nothing started
+    answer key's ConfigMap or key missing -> Pending (AnswerKeyNotFound, retried until it appears)
+    answer key's content invalid -> Failed (Accepted=False, reason InvalidAnswerKey)
+
+A job with ``spec.rollout`` runs as a rollout group (workflow ``rollout-<uid>``, see
+``rollout_groups``; its status is kept by ``rollout_watching``).
 
 Pool names are resolved before the start (see ``pool_resolution``); a pool the workers cannot
 serve yet keeps the job Pending (PoolNotFound) with the reason, and so does a ToolServer whose
@@ -24,11 +29,13 @@ from typing import Any, cast
 import kopf
 
 from kswarm.errors import SpecError
-from kswarm.operator import pool_resolution
+from kswarm.operator import answer_keys, pool_resolution
+from kswarm.operator import rollout_groups as groups
 from kswarm.operator import status as job_status
 from kswarm.operator import workflow_runs as runs
 from kswarm.operator.bodies import SwarmJobStatus
 from kswarm.operator.runtime import runtime_of
+from kswarm.rollouts.answer_keys import AnswerKeyNotFound
 from kswarm.spec import parse_manifest
 from kswarm.tools import SERVER_SEPARATOR
 from kswarm.workflows import TASK_QUEUE, SwarmJobInput
@@ -69,7 +76,11 @@ def missing_tool_servers(manifest: Mapping[str, Any], known_tools: Iterable[str]
     if not isinstance(spec, Mapping):
         return []
     sub = spec.get("subagents")
-    names = [*(spec.get("tools") or []), *((sub or {}).get("tools") or [])]
+    names = [
+        *(spec.get("tools") or []),
+        *((sub or {}).get("tools") or []),
+        *(spec.get("requireApproval") or []),
+    ]
     ready = {t.split(SERVER_SEPARATOR, 1)[0] for t in known_tools if SERVER_SEPARATOR in t}
     wanted = {
         n.split(SERVER_SEPARATOR, 1)[0]
@@ -123,6 +134,7 @@ async def start_job(
     try:
         job = parse_manifest(_manifest(body), known_tools=rt.known_tools)
         spec, missing = await pool_resolution.resolve_job_pools(rt, job.spec, namespace, pool_index)
+        groups.check_spec(spec)
     except SpecError as e:
         not_accepted("Failed", "InvalidSpec", str(e))
         kopf.event(body, type="Warning", reason="InvalidSpec", message=str(e))
@@ -136,9 +148,25 @@ async def start_job(
         not_accepted("Pending", "PoolNotFound", message)
         raise kopf.TemporaryError(message, delay=rt.config.pool_retry_seconds)
 
+    try:
+        spec = await answer_keys.read_answer_key(rt.api, spec, namespace)
+    except AnswerKeyNotFound as e:
+        if seen.get("reason") != "AnswerKeyNotFound":
+            kopf.event(body, type="Warning", reason="AnswerKeyNotFound", message=str(e))
+        not_accepted("Pending", "AnswerKeyNotFound", str(e))
+        raise kopf.TemporaryError(str(e), delay=rt.config.pool_retry_seconds) from e
+    except SpecError as e:
+        not_accepted("Failed", "InvalidAnswerKey", str(e))
+        kopf.event(body, type="Warning", reason="InvalidAnswerKey", message=str(e))
+        raise kopf.PermanentError(f"invalid answer key: {e}") from e
+
     inp = SwarmJobInput(name=name, namespace=namespace, uid=uid, spec=spec)
     try:
-        started = await runs.start_once(rt.client, inp)
+        if spec.rollout is not None:
+            group = groups.group_input(name, namespace, uid, spec)
+            started = await groups.start_once(rt.client, group)
+        else:
+            started = await runs.start_once(rt.client, inp)
     except Exception as e:  # Temporal away: try again soon
         raise kopf.TemporaryError(
             f"cannot start the workflow: {e}", delay=START_RETRY_SECONDS
@@ -196,7 +224,9 @@ async def cancel_job(
     object's own memo (kopf keeps one per object) remembers the first.
     """
     rt = runtime_of(memo)
-    wid = cast(SwarmJobStatus, status).get("workflowId") or runs.workflow_id(uid)
+    wid = cast(SwarmJobStatus, status).get("workflowId") or (
+        groups.workflow_id(uid) if groups.is_rollout(body.get("spec")) else runs.workflow_id(uid)
+    )
     if getattr(memo, DELETED_MEMO, None) == wid:
         return
     final = await runs.cancel_and_wait(rt.client, wid, rt.config.cancel_timeout)

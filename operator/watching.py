@@ -18,6 +18,7 @@ from typing import Any, cast
 import kopf
 from temporalio.client import WorkflowHandle
 
+from kswarm.operator import approvals
 from kswarm.operator import status as job_status
 from kswarm.operator import workflow_runs as runs
 from kswarm.operator.bodies import SwarmJobStatus
@@ -26,7 +27,7 @@ from kswarm.operator.runtime import Runtime, runtime_of
 from kswarm.operator.swarmjobs import GROUP, PLURAL, VERSION, plain
 from kswarm.workflows import SwarmJobResult
 
-__all__ = ["watch_job"]
+__all__ = ["Reporter", "watch_job"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ async def watch_job(
             return
     if seen.get("phase") in job_status.TERMINAL_PHASES:
         return
-    reporter = _Reporter(rt, body, namespace, name, dict(plain(status)))
+    reporter = Reporter(rt, body, namespace, name, dict(plain(status)), memo)
     wid = seen["workflowId"]
     while not stopped:
         try:
@@ -80,7 +81,7 @@ async def watch_job(
 
 async def _follow(
     rt: Runtime,
-    reporter: _Reporter,
+    reporter: Reporter,
     stopped: kopf.DaemonStopped,
     wid: str,
     uid: str,
@@ -123,6 +124,7 @@ async def _follow(
         now=rt.now(),
         generation=generation,
     )
+    final.update(approvals.final_fields(final, reporter.last, now=rt.now()))
     unseen = result.subagents_spawned - reporter.spawned_seen()
     await reporter.write(final)
     if unseen > 0:  # a short job can end before a live pass sees its spawns
@@ -146,7 +148,7 @@ async def _follow(
 
 async def _follow_open(
     rt: Runtime,
-    reporter: _Reporter,
+    reporter: Reporter,
     stopped: kopf.DaemonStopped,
     handle: WorkflowHandle[Any, SwarmJobResult],
     uid: str,
@@ -186,28 +188,42 @@ async def _stopping(stopped: kopf.DaemonStopped) -> None:
 
 async def _live_pass(
     rt: Runtime,
-    reporter: _Reporter,
+    reporter: Reporter,
     handle: WorkflowHandle[Any, SwarmJobResult],
     uid: str,
     name: str,
 ) -> None:
     """One rebuild of a running job's status from its ``status`` query and the ledger."""
-    js, counters = await asyncio.gather(runs.live_status(handle), rt.counters(uid))
+    js, counters, waiting = await asyncio.gather(
+        runs.live_status(handle), rt.counters(uid), approvals.pending_calls(rt, uid)
+    )
     fresh = job_status.live_status(name, uid, js, counters)
+    await approvals.retry_undelivered(rt, reporter.body, uid, reporter.memo)
+    if waiting is not None:
+        fresh.update(approvals.status_fields(waiting, reporter.last, name=name, now=rt.now()))
     spawned = js.subagents_spawned - reporter.spawned_seen()
     await reporter.write(fresh)
     if spawned > 0:
         reporter.spawned_event(spawned, js.subagents_spawned, stage=js.stage)
 
 
-class _Reporter:
-    """Writes a job's status (only what changed) and posts its events."""
+class Reporter:
+    """Writes a job's status (only what changed) and posts its events (a rollout group's
+    daemon uses it too)."""
 
     def __init__(
-        self, rt: Runtime, body: kopf.Body, namespace: str, name: str, last: dict[str, Any]
+        self,
+        rt: Runtime,
+        body: kopf.Body,
+        namespace: str,
+        name: str,
+        last: dict[str, Any],
+        memo: Any = None,
     ) -> None:
         self.rt, self.body, self.namespace, self.name = rt, body, namespace, name
         self.last = last
+        self.memo = memo
+        """The object's kopf memo (decisions by annotation not delivered yet)."""
 
     async def write(self, fields: Mapping[str, Any]) -> None:
         delta = job_status.changed_fields(self.last, fields)

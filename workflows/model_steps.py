@@ -58,6 +58,8 @@ class _JobSettings:
     limits: Limits
     context: ContextSpec
     rollout: RolloutSpec | None
+    require_approval: tuple[str, ...] = ()
+    """The job's own ``spec.requireApproval``."""
 
 
 """Jobs whose limits and context settings a worker keeps in memory (read once per job)."""
@@ -117,7 +119,9 @@ class ModelStepActivities(ActivityResources):
                 inp, pool, model, history + new_messages, settings
             )
             new_messages.append(assistant)
-        rows, spawns, final = await classify_calls(self.ledger, self.tools, inp, assistant)
+        rows, spawns, final = await classify_calls(
+            self.ledger, self.tools, inp, assistant, require_approval=settings.require_approval
+        )
         earlier = history[:-1] if assistant is last else history
         stop_reason = _guard(earlier, assistant, rows, limits)
         if stop_reason is not None:
@@ -187,7 +191,7 @@ class ModelStepActivities(ActivityResources):
             job = await self.ledger.get_job(job_uid)
             spec = parse_spec(job.spec) if job is not None else None
             found = (
-                _JobSettings(spec.limits, spec.context, spec.rollout)
+                _JobSettings(spec.limits, spec.context, spec.rollout, spec.require_approval)
                 if spec
                 else _JobSettings(Limits(), ContextSpec(), None)
             )

@@ -47,7 +47,14 @@ class PoolsFile:
             text = f.read()
         if text != self._text:
             self._text = text
-            self._listed = tuple(parse_pools_text(text, self.path, read_keys=False))
+            listed = tuple(parse_pools_text(text, self.path, read_keys=False))
+            for pool in listed:
+                if pool.engine is not None:
+                    raise ConfigError(
+                        f"{self.path}: pool {pool.name!r} names engine {pool.engine}: a worker "
+                        "does not start model servers (kswarm run does); give it replicas"
+                    )
+            self._listed = listed
         elif self._served is not None and not any(p.api_key_file for p in self._listed):
             return None  # same document, no key to read again
         served = self._served or {}

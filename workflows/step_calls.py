@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from kswarm.errors import ToolError
@@ -24,9 +25,18 @@ __all__ = ["classify_calls"]
 
 
 async def classify_calls(
-    ledger: Ledger, tools: ToolRegistry, inp: ModelStepInput, assistant: dict[str, Any]
+    ledger: Ledger,
+    tools: ToolRegistry,
+    inp: ModelStepInput,
+    assistant: dict[str, Any],
+    *,
+    require_approval: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], list[SpawnRef], bool]:
-    """Decide what each tool call of a step is; create the sub-agents it spawns."""
+    """Decide what each tool call of a step is; create the sub-agents it spawns.
+
+    A plain call waits for a person's decision (``approval``) when its tool is marked
+    ``requireApproval`` (by its ToolServer or tools-file entry) or is on the job's own
+    ``require_approval`` list (exact names or ``SERVER__*``)."""
     calls = assistant.get("tool_calls") or []
     rows: list[dict[str, Any]] = []
     spawns: list[SpawnRef] = []
@@ -149,7 +159,7 @@ async def classify_calls(
             continue
         row["budgeted"] = True
         row["local"] = tool.local
-        row["approval"] = tool.require_approval
+        row["approval"] = tool.require_approval or allowed_by(require_approval, name)
     if inp.final_turn:
         final = True
     if new_agents:

@@ -685,6 +685,18 @@ class Ledger:
 
         await self._writer.submit(op)
 
+    async def awaiting_tool_calls(self, job_uid: str) -> list[Any]:
+        """The job's calls that wait for a person's decision now (status ``awaiting``), oldest
+        first: rows with ``key``, ``tool``, ``agent_id`` and ``started_at``; one indexed read."""
+        table = models.ToolCall.__table__
+        c = table.c
+        q = (
+            select(c.key, c.tool, c.agent_id, c.started_at)
+            .where(c.job_uid == job_uid, c.status == AWAITING_APPROVAL)
+            .order_by(c.id)
+        )
+        return list(await self._read_core(q))
+
     async def get_tool_calls(self, agent_id: str, step: int | None = None) -> list[Any]:
         """One agent's tool calls (rows with the ``tool_calls`` columns as attributes)."""
         table = models.ToolCall.__table__

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -173,7 +174,11 @@ async def server_process(
     """Run the model server ``cmd`` until the block ends, once ``url/health`` answers 200;
     stop it with SIGTERM, then SIGKILL after ``stop_seconds``."""
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
     )
     try:
         await wait_for_health(url, proc, within=health_timeout)
@@ -197,12 +202,31 @@ async def wait_for_health(url: str, proc: subprocess.Popen[bytes], *, within: fl
         while time.monotonic() - started < within:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise ConfigError(f"llama.cpp exited with {proc.returncode}: {err[-2000:]}")
+                raise ConfigError(
+                    f"{_server_name(proc)} exited with {proc.returncode}: {err[-2000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get(f"{url}/health", timeout=2)).status_code == 200:
                     return time.monotonic() - started
             await asyncio.sleep(0.1)
-    raise ConfigError(f"llama.cpp at {url} was not healthy within {within:g} s")
+    raise ConfigError(f"{_server_name(proc)} at {url} was not healthy within {within:g} s")
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies, even by
+    SIGKILL, so a killed ``kswarm run`` never leaves a model server (and its GPU) behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _server_name(proc: subprocess.Popen[bytes]) -> str:
+    """How errors name the server ``proc`` runs: ``vllm serve``, ``kswarm llamacpp``."""
+    args = [str(a) for a in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
+    if "llamacpp" in args:
+        return "kswarm llamacpp"
+    return " ".join(Path(args[0]).name.split() + args[1:2]) if args else "the model server"
 
 
 def _arguments(s: LlamaCppSettings) -> list[str]:

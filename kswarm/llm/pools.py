@@ -16,6 +16,10 @@ for a ``ModelPool`` and the embedded stack writes for its simulator::
         contextWindow: 8192           # tokens; else read from the server (vLLM's max_model_len)
         toolCallsInContent: false     # parse calls a model wrote as JSON in its text
         maxOutputTokens: 256          # cap on each answer's tokens
+      - name: local
+        model: Qwen/Qwen3-8B
+        engine: vllm                  # kswarm run starts the server itself (no replicas)
+        engineArgs: ["--max-model-len", "32768"]
 
 Options for real servers: with ``toolChoice: required`` the server must answer every step with
 a tool call (llama.cpp and vLLM constrain the output by grammar), so agents end through a tool
@@ -23,6 +27,12 @@ of their own (``finish`` for the orchestrator, ``answer`` for the others). ``con
 what context management keeps a conversation under. ``toolCallsInContent`` is a fallback for a
 server that has no parser for the model's call format, off by default (vLLM's parsers and
 llama.cpp's templates are better).
+
+A pool with ``engine`` (``vllm`` or ``llamacpp``) has no replicas: ``kswarm run`` starts that
+model server for the run (``vllm serve MODEL`` on a GPU, or llama.cpp on CPU with the bundled
+model unless ``engineArgs`` names ``--model PATH``), waits for its ``/health``, serves the pool
+from it and stops it with the run (:mod:`kswarm.llm.engines`). A worker never starts servers: it
+refuses such a pool, naming it.
 
 Every validation error is a :class:`~kswarm.errors.ConfigError` naming the field, e.g.
 ``pools[1].replicas[0]: must be an http(s) base URL, got 'localhost:8000'``.
@@ -58,6 +68,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_REQUEST_TIMEOUT_SECONDS",
     "DEFAULT_ROUTER",
+    "ENGINES",
     "ROUTER_POLICIES",
     "TOOL_CHOICES",
     "PoolConfig",
@@ -78,6 +89,7 @@ DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 DEFAULT_ROUTER = "prefix-affinity"
 ROUTER_POLICIES = ("prefix-affinity", "least-load", "round-robin")
 TOOL_CHOICES = ("auto", "required")
+ENGINES = ("vllm", "llamacpp")
 
 _FIELDS = {
     "name",
@@ -96,6 +108,8 @@ _FIELDS = {
     "toolCallsInContent",
     "maxOutputTokens",
     "returnTokenIds",
+    "engine",
+    "engineArgs",
 }
 
 
@@ -140,10 +154,18 @@ class PoolConfig:
     when the server parsed none: a fallback for servers without a parser for the model."""
     max_output_tokens: int | None = None
     """``max_tokens`` of every request; ``None`` leaves the server's default."""
+    engine: str | None = None
+    """``vllm`` or ``llamacpp``: ``kswarm run`` starts this model server for the run and the
+    pool has no replicas until then (see :mod:`kswarm.llm.engines`); ``None``: replicas given."""
+    engine_args: tuple[str, ...] = ()
+    """Extra command-line options of the engine's server (``vllm serve`` or ``kswarm
+    llamacpp``), after kswarm's own."""
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, list):
             object.__setattr__(self, "replicas", tuple(self.replicas))
+        if isinstance(self.engine_args, list):
+            object.__setattr__(self, "engine_args", tuple(self.engine_args))
         _validate(vars(self), f"pool {self.name!r}")
 
     @property
@@ -242,6 +264,11 @@ def pool_entry(pool: PoolConfig) -> dict[str, Any]:
         entry["maxOutputTokens"] = pool.max_output_tokens
     if pool.return_token_ids:
         entry["returnTokenIds"] = True
+    if pool.engine is not None:
+        del entry["replicas"]
+        entry["engine"] = pool.engine
+        if pool.engine_args:
+            entry["engineArgs"] = list(pool.engine_args)
     return entry
 
 
@@ -314,11 +341,14 @@ def _parse_pool(item: Any, path: str, *, read_keys: bool = True) -> PoolConfig:
         raise ConfigError(
             f"{path}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(_FIELDS))}"
         )
-    replicas = item.get("replicas")
+    replicas = item.get("replicas", [] if "engine" in item else None)
     if isinstance(replicas, str):
         replicas = [replicas]
     if not isinstance(replicas, list):
         raise ConfigError(f"{path}.replicas: must be a list of base URLs")
+    engine_args = item.get("engineArgs", [])
+    if not isinstance(engine_args, list) or not all(isinstance(a, str) for a in engine_args):
+        raise ConfigError(f"{path}.engineArgs: must be a list of strings, got {engine_args!r}")
     rate = item.get("rateLimit")
     rps: Any = None
     if rate is not None:
@@ -346,6 +376,8 @@ def _parse_pool(item: Any, path: str, *, read_keys: bool = True) -> PoolConfig:
         "tool_calls_in_content": item.get("toolCallsInContent", False),
         "max_output_tokens": item.get("maxOutputTokens"),
         "return_token_ids": item.get("returnTokenIds", False),
+        "engine": item.get("engine"),
+        "engine_args": tuple(engine_args),
     }
     _validate(fields, path, camel=True)
     if fields["api_key_file"] is not None:
@@ -380,6 +412,7 @@ _CAMEL = {
     "tool_calls_in_content": "toolCallsInContent",
     "max_output_tokens": "maxOutputTokens",
     "return_token_ids": "returnTokenIds",
+    "engine_args": "engineArgs",
 }
 
 
@@ -396,7 +429,17 @@ def _validate(values: Mapping[str, Any], path: str, *, camel: bool = False) -> N
     if namespace is not None and (not namespace or not name or "/" in name):
         raise ConfigError(f"{at('name')}: must be NAME or NAMESPACE/NAME, got {values['name']!r}")
     replicas = values["replicas"]
-    if not replicas:
+    engine = values.get("engine")
+    if engine is not None and engine not in ENGINES:
+        raise ConfigError(f"{at('engine')}: must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine is not None and replicas:
+        raise ConfigError(
+            f"{at('replicas')}: not together with engine {engine!r}; the engine's server is "
+            "the pool's replica (kswarm run starts it)"
+        )
+    if engine is None and values.get("engine_args"):
+        raise ConfigError(f"{at('engine_args')}: only with engine (vllm or llamacpp)")
+    if not replicas and engine is None:
         raise ConfigError(f"{at('replicas')}: needs at least one base URL")
     for i, url in enumerate(replicas):
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):

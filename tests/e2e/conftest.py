@@ -160,7 +160,7 @@ def kswarm_operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[operator_support.OperatorProcess]:
     """The operator as a subprocess, running as the ServiceAccount of deploy/'s RBAC, with the
-    worker following the pools ConfigMap and the pool-keys Secret it writes."""
+    worker following the pools and tools ConfigMaps and the pool-keys Secret it writes."""
     operator_support.apply_operator_identity(control_plane.kubectl)
     home = tmp_path_factory.mktemp("operator")
     kubeconfig = operator_support.service_account_kubeconfig(
@@ -174,6 +174,9 @@ def kswarm_operator(
             swarm.keys_volume,
             kind="Secret",
             name=operator_support.POOL_KEYS_SECRET,
+        ),
+        operator_support.VolumeMirror(
+            control_plane.kubeconfig, swarm.tools_volume, name=operator_support.TOOLS_CONFIGMAP
         ),
     ]
     for mirror in mirrors:

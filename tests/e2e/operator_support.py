@@ -60,6 +60,7 @@ OPERATOR_NAMESPACE = "kswarm-system"
 POOLS_CONFIGMAP = "kswarm-pools"
 POOLS_KEY = "pools.yaml"
 POOL_KEYS_SECRET = "kswarm-pool-keys"
+TOOLS_CONFIGMAP, TOOLS_KEY = "kswarm-tools", "tools.yaml"
 POOL_KEY = "sk-e2e-first"
 """The API key the 'keyed' simulated pool requires (until a test rotates it)."""
 WORKER_POLL_SECONDS = 0.25
@@ -102,6 +103,9 @@ class SwarmBackend:
     """The operator's KSWARM_STATIC_POOLS_FILE."""
     pool_workers: PoolWorkers | None = None
     """The worker's pool workers: which task queues it polls now."""
+    tools_volume: Path = Path()
+    """The worker's tools folder, laid out as a ConfigMap volume (``tools.yaml`` in it: the
+    operator's ``kswarm-tools``)."""
 
     @property
     def pools_file(self) -> Path:
@@ -208,6 +212,7 @@ def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
             database_url=database_url,
             pools_file=str(volume / POOLS_KEY),
             pools_poll_seconds=WORKER_POLL_SECONDS,
+            tools_file=str(state_dir / "tools-volume" / TOOLS_KEY),
         )
         running: asyncio.Future[PoolWorkers] = asyncio.get_running_loop().create_future()
         worker = asyncio.create_task(serve(settings, stop=stop, started=running.set_result))
@@ -232,6 +237,7 @@ def swarm_backend(state_dir: Path, database_url: str) -> Iterator[SwarmBackend]:
             keyed=keyed[0],
             static_pools_file=static_file,
             pool_workers=running.result(),
+            tools_volume=state_dir / "tools-volume",
         )
 
     try:

@@ -128,6 +128,10 @@ def operator_identity(control_plane: ControlPlane) -> str:
         pytest.param("patch", "configmaps/kswarm-pools", "default", False, id="no-pools-elsewhere"),
         pytest.param("list", "configmaps", "kswarm-system", False, id="no-listing-configmaps"),
         pytest.param(
+            "get", "configmaps/answer-key", "default", True, id="get-answer-key-configmap"
+        ),
+        pytest.param("watch", "configmaps", "default", False, id="no-watching-configmaps"),
+        pytest.param(
             "create", "secrets/kswarm-pool-keys", "kswarm-system", True, id="create-pool-keys"
         ),
         pytest.param(
