@@ -1,7 +1,9 @@
 """The kswarm dashboard: Streamlit pages over the ledger (``kswarm dashboard`` runs :func:`main`).
 
 Pages: Overview (jobs, filters, totals over time), Job (timeline with the critical path, stages,
-tool-call ledger, messages, swarm against single), Pools (load, latency, errors per replica).
+tool-call ledger with approvals, messages, swarm against single), Pools (load, latency, errors
+per replica), Tool servers (calls, errors, latency, side effects and approvals per MCP server),
+Rollouts.
 """
 
 from __future__ import annotations

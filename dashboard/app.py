@@ -29,6 +29,12 @@ navigation = st.navigation(
         st.Page(PAGES / "job.py", title="Job", icon=":material/timeline:", url_path="job"),
         st.Page(PAGES / "pools.py", title="Pools", icon=":material/memory:", url_path="pools"),
         st.Page(
+            PAGES / "toolservers.py",
+            title="Tool servers",
+            icon=":material/build:",
+            url_path="toolservers",
+        ),
+        st.Page(
             PAGES / "rollouts.py",
             title="Rollouts",
             icon=":material/model_training:",

@@ -11,6 +11,7 @@ seconds for many viewers costs the database one query per TTL, and a live job st
 from __future__ import annotations
 
 import json
+import logging
 import os
 import types
 import urllib.request
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 from kswarm.ledger import engines, models
 from kswarm.telemetry import critical_path as cp
 from kswarm.telemetry import ledger_spans
+from kswarm.tools import server_of
 
 __all__ = [
     "PHASES",
@@ -40,7 +42,12 @@ __all__ = [
     "namespaces",
     "pool_calls",
     "rollout_samples",
+    "server_summary",
+    "tool_server_calls",
+    "toolserver_status",
 ]
+
+log = logging.getLogger(__name__)
 
 LIVE_TTL = 2.0
 """Seconds a query result is reused: short, so a running job moves on screen."""
@@ -308,6 +315,149 @@ def live_in_flight() -> dict[str, float]:
                     pool = sample.labels.get("pool", "")
                     out[pool] = out.get(pool, 0.0) + sample.value
     return out
+
+
+# ---------------------------------------------------------------------- tool servers
+
+TOOL_CALL_COLUMNS = [
+    "server",
+    "tool",
+    "job_uid",
+    "key",
+    "status",
+    "side_effects",
+    "duration_s",
+    "started_at",
+    "approval",
+]
+AWAITING = "awaiting"
+"""The status of a call that waits for a person's decision (``Ledger.await_approval``)."""
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def tool_server_calls(window_seconds: float | None) -> pd.DataFrame:
+    """Calls of MCP tools (any with a server) started in the last ``window_seconds`` (None:
+    all). Rows written before the ledger had a ``server`` column take it from the tool's name
+    (``SERVER__TOOL``), unless they were refused (a name no server offers, as a model may
+    invent one, names no server)."""
+    T = models.ToolCall
+    q = select(
+        T.server,
+        T.tool,
+        T.job_uid,
+        T.key,
+        T.status,
+        T.side_effects,
+        T.duration_seconds,
+        T.started_at,
+        T.approval,
+    ).where(
+        T.server.is_not(None)
+        # Older rows, from the name; a refused call of no server's tool is no server's call.
+        | (T.tool.contains("__", autoescape=True) & (T.status != "refused"))
+    )
+    if window_seconds is not None:
+        q = q.where(T.started_at >= datetime.now(UTC) - timedelta(seconds=window_seconds))
+    with _session() as s:
+        rows = s.execute(q.order_by(T.started_at)).all()
+    df = pd.DataFrame(rows, columns=TOOL_CALL_COLUMNS)
+    df["server"] = [
+        srv if isinstance(srv, str) and srv else server_of(str(tool))
+        for srv, tool in zip(df["server"], df["tool"], strict=True)
+    ]
+    df = df[df["server"] != ""].reset_index(drop=True)
+    df["started_at"] = _utc(df["started_at"])
+    df["denied"] = [isinstance(a, dict) and a.get("approved") is False for a in df["approval"]]
+    return df.drop(columns="approval")
+
+
+SERVER_SUMMARY_COLUMNS = [
+    "server",
+    "calls",
+    "errors",
+    "error %",
+    "p50 latency (s)",
+    "p95 latency (s)",
+    "side-effecting calls",
+    "pending approvals",
+    "denied",
+    "tools",
+]
+
+
+def server_summary(calls: pd.DataFrame) -> pd.DataFrame:
+    """One row per tool server: calls, errors (failed calls: the server's error answers, a
+    server that stayed down) and their share, latency percentiles of the calls that ran, calls
+    of tools with side effects, calls waiting for a person's decision and calls denied. A denied
+    call and a refused one (never sent to the server) count as calls but not as errors."""
+    rows = []
+    for server, part in calls.groupby("server", sort=True):
+        ran = part["status"].isin(["succeeded", "failed"]) & ~part["denied"]
+        errors = int((ran & (part["status"] == "failed")).sum())
+        done = part.loc[ran, "duration_s"].dropna()
+        rows.append(
+            {
+                "server": server,
+                "calls": len(part),
+                "errors": errors,
+                "error %": round(100 * errors / len(part), 1),
+                "p50 latency (s)": round(float(done.quantile(0.5)), 4) if len(done) else None,
+                "p95 latency (s)": round(float(done.quantile(0.95)), 4) if len(done) else None,
+                "side-effecting calls": int((part["side_effects"] == True).sum()),  # noqa: E712
+                "pending approvals": int((part["status"] == AWAITING).sum()),
+                "denied": int(part["denied"].sum()),
+                "tools": part["tool"].nunique(),
+            }
+        )
+    return pd.DataFrame(rows, columns=SERVER_SUMMARY_COLUMNS)
+
+
+STATUS_COLUMNS = ["namespace", "server", "ready", "reason", "message", "tools", "tool names"]
+
+
+def toolserver_rows(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """ToolServer objects (as the API returns them) as rows: Ready, why, and the tool list."""
+    rows = []
+    for item in items:
+        meta, status = item.get("metadata") or {}, item.get("status") or {}
+        conditions: list[dict[str, Any]] = status.get("conditions") or []
+        ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+        tools = [str(t.get("name")) for t in status.get("tools") or []]
+        rows.append(
+            {
+                "namespace": meta.get("namespace"),
+                "server": meta.get("name"),
+                "ready": ready.get("status", "Unknown"),
+                "reason": ready.get("reason"),
+                "message": ready.get("message"),
+                "tools": len(tools),
+                "tool names": ", ".join(tools),
+            }
+        )
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def toolserver_status() -> pd.DataFrame | None:
+    """Every ToolServer as the operator's status describes it, read from the cluster the
+    dashboard runs in (or the kubeconfig's); ``None`` when no cluster answers."""
+    from kubernetes import client, config  # only this page needs it
+
+    try:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            # KUBECONFIG as it is now (the library reads it once, when first imported).
+            path = os.environ.get("KUBECONFIG") or None
+            config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
+        api = client.CustomObjectsApi()
+        found: Any = api.list_cluster_custom_object(
+            "kswarm.dev", "v1alpha1", "toolservers", _request_timeout=3
+        )
+    except Exception as e:  # no kubeconfig, cluster away, no CRD, no permission: not shown
+        log.info("ToolServers not read from the cluster: %s: %s", type(e).__name__, e)
+        return None
+    return toolserver_rows(list(found.get("items") or []))
 
 
 # ---------------------------------------------------------------------- rollouts

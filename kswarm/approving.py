@@ -20,7 +20,7 @@ from kswarm import looping
 from kswarm.config import Settings
 from kswarm.workflows.approvals import DECIDE_SIGNAL, ToolCallDecision, agent_workflow_id
 
-__all__ = ["decide", "register", "workflow_of"]
+__all__ = ["decide", "register", "send", "workflow_of"]
 
 
 def workflow_of(job: str, call: str) -> str:
@@ -37,6 +37,17 @@ async def decide(client: Client, job: str, call: str, decision: ToolCallDecision
     await handle.signal(DECIDE_SIGNAL, decision)
 
 
+async def send(
+    job: str, call: str, decision: ToolCallDecision, settings: Settings | None = None
+) -> None:
+    """Connect to the Temporal server of ``settings`` (default: from the environment) and send
+    ``decision`` on ``call`` of ``job``: what ``kswarm approve``/``deny`` and the dashboard's
+    Approve and Deny buttons do."""
+    settings = settings or Settings.from_env()
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    await decide(client, job, call, decision)
+
+
 def _command(ns: argparse.Namespace) -> int:
     decision = ToolCallDecision(
         call=ns.call,
@@ -45,20 +56,13 @@ def _command(ns: argparse.Namespace) -> int:
         reason=getattr(ns, "reason", "") or "",
     )
 
-    async def send() -> None:
-        settings = Settings.from_env()
-        client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
-        )
-        await decide(client, ns.job, ns.call, decision)
-
     try:
         workflow_of(ns.job, ns.call)
     except ValueError as e:
         print(f"kswarm: error: {e}", file=sys.stderr)
         return 2
     try:
-        looping.run(send())
+        looping.run(send(ns.job, ns.call, decision))
     except Exception as e:  # no such workflow, Temporal away
         print(f"kswarm: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 The orchestrator's controls (``spawn_subagents``, ``create_subagent`` + ``assign_task``,
 ``finish``) are carried out by the workflow, so here they become sub-agent records and spawn
 references; a plain tool call is checked (known, allowed, arguments valid against its schema)
-and left pending for the tool activity; anything else is refused with a reason the model sees.
+and left pending for the tool activity, with its side-effect flag and MCP server for the ledger;
+anything else is refused with a reason the model sees.
 """
 
 from __future__ import annotations
@@ -146,17 +147,19 @@ async def classify_calls(
             )
             row.update(status="refused", error=f"unknown tool {name!r}; your tools: {known}")
             continue
+        tool = tools.get(name)
+        row["side_effects"], row["server"] = tool.side_effects, tool.server
         if not allowed_by(inp.tools, name):
             row.update(status="refused", error=f"tool {name!r} is not in the job's allow-list")
             continue
         try:
-            validate_arguments(tools.get(name), args)
+            validate_arguments(tool, args)
         except ToolError as e:
             row.update(status="refused", error=str(e))
             continue
         row["budgeted"] = True
-        row["local"] = tools.get(name).local
-        row["approval"] = tools.get(name).require_approval or allowed_by(require_approval, name)
+        row["local"] = tool.local
+        row["approval"] = tool.require_approval or allowed_by(require_approval, name)
     if inp.final_turn:
         final = True
     if new_agents:

@@ -97,7 +97,13 @@ class ToolActivities(ActivityResources):
     ) -> ToolCallResult:
         key = ToolCallKey(inp.job_uid, inp.agent_id, inp.step, inp.index)
         tool = self.tools.get(inp.tool)
-        begin = await self.ledger.begin_tool_call(key, tool=inp.tool, arguments=None)
+        begin = await self.ledger.begin_tool_call(
+            key,
+            tool=inp.tool,
+            arguments=None,
+            side_effects=tool.side_effects,
+            server=tool.server,
+        )
         if begin.outcome == "stored":
             return ToolCallResult(index=inp.index, status=begin.status, deduplicated=True)
         if begin.outcome != "run":

@@ -4,18 +4,30 @@ The timeline shows the orchestrator and every sub-agent, stage by stage, with th
 (the steps that made the job as long as it was) drawn through it; the stage table gives the
 same accounting as the run report; the tool-call ledger and one agent's messages say what the
 agents actually did; and when the same task also ran with one agent, the two are compared.
+
+A tool call that waits for a person's approval gets Approve and Deny (with a reason) buttons:
+they send the decision exactly as ``kswarm approve``/``kswarm deny`` do
+(:func:`kswarm.approving.send`, to the Temporal server of ``KSWARM_TEMPORAL_ADDRESS``); who
+decides is the signed-in user, else ``KSWARM_DASHBOARD_USER``, else this process's user.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import getpass
+import json
+import os
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from kswarm import approving
 from kswarm.dashboard import charts, data, layout
 from kswarm.telemetry.ledger_spans import timestamp
 from kswarm.tools import server_of
+from kswarm.workflows.approvals import ToolCallDecision
 
 MESSAGE_CHARS = 2000
 
@@ -115,7 +127,16 @@ def _tool_ledger(rows: data.JobRows, names: dict[str, str]) -> None:
         st.caption("No tool calls.")
         return
     tools["agent"] = tools["agent_id"].map(names).fillna(tools["agent_id"])
-    tools["server"] = tools["tool"].map(server_of)  # the MCP server, empty for built-in tools
+    # The MCP server the call recorded (older rows: from the name), empty for built-in tools.
+    recorded = tools["server"] if "server" in tools else pd.Series(None, index=tools.index)
+    tools["server"] = [
+        str(srv) if isinstance(srv, str) and srv else server_of(str(tool))
+        for srv, tool in zip(recorded, tools["tool"], strict=True)
+    ]
+    flags = tools["side_effects"] if "side_effects" in tools else pd.Series(None, index=tools.index)
+    tools["side effects"] = [_flag(v) for v in flags]
+    decisions = tools["approval"] if "approval" in tools else pd.Series(None, index=tools.index)
+    tools["approval"] = [_approval_text(a) for a in decisions]
     c1, c2, c3, c4 = st.columns(4)
     picked_tools = c1.multiselect("Tool", sorted(tools["tool"].unique()), key="job.tools.tool")
     statuses = c2.multiselect("Status", sorted(tools["status"].unique()), key="job.tools.status")
@@ -140,7 +161,9 @@ def _tool_ledger(rows: data.JobRows, names: dict[str, str]) -> None:
                 "index",
                 "tool",
                 "server",
+                "side effects",
                 "status",
+                "approval",
                 "attempts",
                 "deduplicated",
                 "duration_seconds",
@@ -153,6 +176,106 @@ def _tool_ledger(rows: data.JobRows, names: dict[str, str]) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+def _flag(value: Any) -> str:
+    """A side-effect flag as the table shows it: yes, no, or ``-`` (no registered tool)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    return "yes" if bool(value) else "no"
+
+
+def _approval_text(approval: Any) -> str:
+    """A decision as one line: ``approved by alice``, ``denied by bob: too risky``."""
+    if isinstance(approval, str):  # a JSON text, as some drivers hand it over
+        try:
+            approval = json.loads(approval)
+        except ValueError:
+            return str(approval)
+    if not isinstance(approval, dict):
+        return ""
+    verb = "approved" if approval.get("approved") else "denied"
+    reason = f": {approval['reason']}" if approval.get("reason") else ""
+    return f"{verb} by {approval.get('by', '?')}{reason}"
+
+
+def _default_user() -> str:
+    try:
+        if st.user.is_logged_in:
+            return str(st.user.get("email") or st.user.get("name") or "")
+    except Exception:  # no authentication configured
+        pass
+    return os.environ.get("KSWARM_DASHBOARD_USER") or getpass.getuser()
+
+
+def _send_decision(job_uid: str, call: str, approved: bool) -> None:
+    """Approve or Deny clicked: send the decision as ``kswarm approve``/``deny`` would and
+    keep what happened for the page to show (the ledger says it once the job recorded it)."""
+    by = str(st.session_state.get("job.approvals.by") or "").strip()
+    reason = str(st.session_state.get(f"job.approvals.reason.{call}") or "").strip()
+    said: dict[str, tuple[bool, str]] = st.session_state.setdefault("job.approvals.said", {})
+    if not by:
+        said[call] = (False, "Decide as: a name is needed (who decided goes into the ledger)")
+        return
+    if not approved and not reason:
+        said[call] = (False, "Reason: a denial needs one (the model reads it as the answer)")
+        return
+    decision = ToolCallDecision(call=call, approved=approved, by=by, reason=reason)
+    # A thread of its own: the script's thread may already run an event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(asyncio.run, approving.send(job_uid, call, decision))
+        try:
+            future.result(timeout=30)
+        except Exception as e:  # no such workflow, Temporal away
+            said[call] = (False, f"{call}: not sent: {type(e).__name__}: {e}")
+            return
+    verb = "approved" if approved else "denied"
+    said[call] = (True, f"{call}: {verb} by {by}" + (f": {reason}" if reason else ""))
+    data.job_rows.clear()  # the next run reads the decision from the ledger
+
+
+def _approvals(uid: str, rows: data.JobRows) -> None:
+    """The calls waiting for a person's decision, each with Approve and Deny beside it."""
+    waiting = [t for t in rows.tool_calls if t["status"] == data.AWAITING]
+    said: dict[str, tuple[bool, str]] = st.session_state.get("job.approvals.said", {})
+    mine = {call: s for call, s in said.items() if call.startswith(f"{uid}/")}
+    if not waiting and not mine:
+        return
+    st.subheader("Waiting for approval")
+    if "job.approvals.by" not in st.session_state:
+        st.session_state["job.approvals.by"] = _default_user()
+    st.text_input("Decide as", key="job.approvals.by")
+    for _call, (ok, text) in mine.items():
+        (st.success if ok else st.error)(text)
+    for t in sorted(waiting, key=lambda t: str(t["key"])):
+        call = str(t["key"])
+        if mine.get(call, (False, ""))[0]:
+            continue  # decided here; the ledger shows it once the job has recorded it
+        with st.container(border=True):
+            info, why, yes, no = st.columns([4, 3, 1.5, 1.2], vertical_alignment="bottom")
+            server = t.get("server") or server_of(str(t["tool"])) or "built-in"
+            flag = t.get("side_effects")
+            effects = None if flag is None else ("side effects" if flag else "no side effects")
+            info.markdown(
+                f"**{t['tool']}** · {server}"
+                + (f" · {effects}" if effects else "")
+                + f"  \n`{call}`"
+            )
+            info.code(str(t.get("arguments") or ""), language="json")
+            why.text_input("Reason (needed to deny)", key=f"job.approvals.reason.{call}")
+            yes.button(
+                "Approve",
+                key=f"job.approvals.approve.{call}",
+                type="primary",
+                on_click=_send_decision,
+                args=(uid, call, True),
+            )
+            no.button(
+                "Deny",
+                key=f"job.approvals.deny.{call}",
+                on_click=_send_decision,
+                args=(uid, call, False),
+            )
 
 
 def _messages(rows: data.JobRows, names: dict[str, str]) -> None:
@@ -191,6 +314,7 @@ def _job_section(uid: str) -> None:
         return
     job, path = rows.job, data.job_path(uid)
     _header(job, rows, path)
+    _approvals(uid, rows)
     agents = rows.frame("agents")
     names = {
         str(a["id"]): (a["role"] if a["role"] != "subagent" else f"s{a['stage']} {a['name']}")

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -187,8 +188,14 @@ class ToolCall(Base):
     approval: Mapped[Any | None] = mapped_column(JSONType, default=None)
     """A person's decision on a call that waited for one: ``approved``, ``by``, ``at``,
     ``reason``."""
+    side_effects: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    """The tool's side-effect flag when the call was made (an MCP tool's from its annotations);
+    ``None`` for a call of no registered tool (a control, an unknown name)."""
+    server: Mapped[str | None] = mapped_column(String(253), default=None)
+    """The MCP tool server the tool comes from; ``None`` for a built-in tool."""
 
     __table_args__ = (
         Index("ix_tool_calls_job_uid_tool", "job_uid", "tool"),
         Index("ix_tool_calls_agent_id_step", "agent_id", "step"),
+        Index("ix_tool_calls_started_at", "started_at"),
     )

@@ -54,14 +54,16 @@ async def execute(
 _INPUT = """
     SELECT * FROM jsonb_to_recordset(CAST(%(items)s AS jsonb))
     AS u(key varchar, job_uid varchar, agent_id varchar, step integer, idx integer,
-         call_id varchar, tool varchar, arguments jsonb, started_at timestamptz)
+         call_id varchar, tool varchar, arguments jsonb, started_at timestamptz,
+         side_effects boolean, server varchar)
 """
 
 _INSERT_FROM_INPUT = """
     INSERT INTO tool_calls (key, job_uid, agent_id, step, index, call_id, tool, arguments,
-                            status, attempts, deduplicated, started_at)
+                            status, attempts, deduplicated, started_at, side_effects, server)
     SELECT i.key, i.job_uid, i.agent_id, i.step, i.idx, i.call_id, i.tool,
-           COALESCE(i.arguments, 'null'::jsonb), 'started', 1, 0, i.started_at
+           COALESCE(i.arguments, 'null'::jsonb), 'started', 1, 0, i.started_at, i.side_effects,
+           i.server
     FROM input i
 """
 

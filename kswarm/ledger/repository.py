@@ -444,6 +444,8 @@ class Ledger:
         arguments: Any,
         call_id: str | None = None,
         max_tool_calls: int | None = None,
+        side_effects: bool | None = None,
+        server: str | None = None,
     ) -> ToolCallBegin:
         """Decide whether a tool call runs, atomically.
 
@@ -451,7 +453,9 @@ class Ledger:
         whose result is stored is never run again: the stored result comes back and the call
         counts as deduplicated. A key that is ``pending`` (written by :meth:`record_model_step`,
         budget already reserved) or ``started`` without a result (its worker died) runs as a
-        new attempt; ``arguments`` then come back from the ledger.
+        new attempt; ``arguments`` then come back from the ledger. ``side_effects`` and
+        ``server`` (the tool's flag and MCP server) are written with a key seen for the first
+        time; a known key keeps what its model step recorded.
 
         Within this process, a key begun by another task that is still alive is a duplicate
         of a call in flight: this call waits until that task finishes the key (then gets the
@@ -469,6 +473,8 @@ class Ledger:
             call_id=call_id,
             max_tool_calls=max_tool_calls,
             now=utcnow(),
+            side_effects=side_effects,
+            server=server,
         )
         claim = await self._claims.acquire(k)
         try:
@@ -524,11 +530,12 @@ class Ledger:
 
         ``tool_calls`` are dicts with ``index``, ``tool``, ``arguments``, ``call_id``,
         ``status`` (``pending`` for calls to run, ``refused``/``succeeded`` for calls decided
-        now, with ``error``/``result``) and ``budgeted`` (True for calls that spend the job's
-        tool-call budget). Budgeted calls beyond the budget are stored as ``refused``. Returns
-        the rows as stored and the job's tokens so far, this step's ``input_tokens`` and
-        ``output_tokens`` included. Repeating the same step changes nothing and returns what is
-        stored.
+        now, with ``error``/``result``), ``budgeted`` (True for calls that spend the job's
+        tool-call budget) and, for a registered tool, ``side_effects`` and ``server`` (its MCP
+        server, ``None`` for a built-in tool). Budgeted calls beyond the budget are stored as
+        ``refused``. Returns the rows as stored and the job's tokens so far, this step's
+        ``input_tokens`` and ``output_tokens`` included. Repeating the same step changes nothing
+        and returns what is stored.
         """
         now = utcnow()
         rows = [
@@ -592,6 +599,8 @@ class Ledger:
                         "started_at": now,
                         "finished_at": now if done else None,
                         "duration_seconds": 0.0 if done else None,
+                        "side_effects": c.get("side_effects"),
+                        "server": c.get("server"),
                     }
                 )
                 out.append(

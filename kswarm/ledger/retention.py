@@ -169,6 +169,9 @@ def _tool_calls(calls: Sequence[models.ToolCall]) -> list[dict[str, Any]]:
             "attempts": c.attempts,
             "deduplicated": c.deduplicated,
             "duration_seconds": c.duration_seconds,
+            "server": c.server,
+            "side_effects": c.side_effects,
+            "approval": c.approval,
         }
         for c in sorted(calls, key=lambda c: (c.step, c.index))
     ]

@@ -52,6 +52,8 @@ class BeginItem:
     call_id: str | None
     max_tool_calls: int | None
     now: datetime
+    side_effects: bool | None = None
+    server: str | None = None
 
 
 def _among(col: Any, values: list[str], postgres: bool) -> ColumnElement[bool]:
@@ -287,6 +289,8 @@ class BeginToolCalls(CoalescedWrite[BeginItem, ToolCallBegin]):
                 "attempts": 1,
                 "deduplicated": 0,
                 "started_at": it.now,
+                "side_effects": it.side_effects,
+                "server": it.server,
             }
             for it in items
         ]
@@ -364,6 +368,8 @@ def _input(items: Sequence[BeginItem]) -> dict[str, Any]:
             "tool": it.tool,
             "arguments": it.arguments,
             "started_at": it.now.isoformat(),
+            "side_effects": it.side_effects,
+            "server": it.server,
         }
         for it in items
     ]

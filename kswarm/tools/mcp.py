@@ -11,7 +11,8 @@ other tool, exactly once per idempotency key:
   :data:`IDEMPOTENCY_KEY_META` (``kswarm.dev/idempotency-key``), the same key on every attempt,
   so a server with side effects can recognise a call it has already carried out;
 * annotations map to the side-effect flag: ``readOnlyHint`` or ``idempotentHint`` mean a call
-  may run again; ``destructiveHint`` or no hint mean it has side effects;
+  may run again; ``destructiveHint`` (over ``idempotentHint``) or no hint mean it has side
+  effects;
 * a result with ``isError: true`` is :class:`~kswarm.errors.ToolCallFailed`: the model gets
   the server's answer, the ledger records the call as failed with the whole result;
 * a server that cannot be reached, drops the connection or passes ``timeoutSeconds`` is
@@ -82,10 +83,16 @@ def offered_name(server: str, tool: str) -> str:
 
 
 def side_effects_of(annotations: mcp_types.ToolAnnotations | None) -> bool:
-    """False when the server says a call may run again (read-only or idempotent)."""
+    """False when the server says a call may run again (read-only, or idempotent and not
+    destructive); True for a destructive tool (``destructiveHint``, even when idempotent:
+    ``git_reset`` of ``mcp-server-git``) and for a tool with no hint."""
     if annotations is None:
         return True
-    return not (annotations.read_only_hint or annotations.idempotent_hint)
+    if annotations.read_only_hint:
+        return False
+    if annotations.destructive_hint:
+        return True
+    return not annotations.idempotent_hint
 
 
 def result_record(server: str, tool: str, result: mcp_types.CallToolResult) -> dict[str, Any]:

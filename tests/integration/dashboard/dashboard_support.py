@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-__all__ = ["FilledLedger", "free_port"]
+__all__ = ["FilledLedger", "McpLedger", "free_port"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,12 @@ class FilledLedger:
     failed: str
     critical_steps: dict[str, int]
     stages: dict[str, int]
+
+
+@dataclass(frozen=True)
+class McpLedger:
+    url: str
+    uid: str
 
 
 def free_port() -> int:

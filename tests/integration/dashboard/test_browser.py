@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import subprocess
@@ -14,17 +15,30 @@ from pathlib import Path
 
 import pytest
 from browsing import CHROMIUM, chromium
-from dashboard_support import FilledLedger, free_port
+from dashboard_support import FilledLedger, McpLedger, free_port
 from PIL import Image
 
 
 @pytest.fixture(scope="module")
 def served(filled_ledger: FilledLedger) -> Iterator[str]:
     """``python -m kswarm.dashboard`` on a free loopback port, reading the filled ledger."""
+    with _serve(filled_ledger.url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served_tools(mcp_ledger: McpLedger) -> Iterator[str]:
+    """The dashboard reading the ledger of the job that called real MCP servers."""
+    with _serve(mcp_ledger.url) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serve(ledger_url: str) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
-        "KSWARM_DATABASE_URL": filled_ledger.url,
+        "KSWARM_DATABASE_URL": ledger_url,
         "KSWARM_DASHBOARD_PORT": str(port),
         "KSWARM_DASHBOARD_ADDRESS": "127.0.0.1",
     }
@@ -65,7 +79,7 @@ def _colours(png: bytes) -> int:
 
 
 async def test_each_page_of_the_served_dashboard_renders_its_data_in_chromium(
-    served: str, filled_ledger: FilledLedger, output_dir: Path
+    served: str, served_tools: str, filled_ledger: FilledLedger, output_dir: Path
 ) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is needed: apt-get install -y chromium")
@@ -79,16 +93,25 @@ async def test_each_page_of_the_served_dashboard_renders_its_data_in_chromium(
             ["quickstart", filled_ledger.swarm, "critical path", "Swarm vs single"],
         ),
         ("pools", "/pools", "Model pools", 3, ["calls/s", "p95 latency"]),
+        (
+            "toolservers",
+            served_tools + "/toolservers",
+            "Tool servers",
+            2,
+            ["Latency by server", "Side-effecting calls", "git__git_reset", "time"],
+        ),
     ]
     async with chromium(1400, 1000) as browser:
         for name, path, title, charts, expected in pages:
-            page = await browser.load(served + path, title, charts=charts)
+            url = path if path.startswith("http") else served + path
+            page = await browser.load(url, title, charts=charts)
             (output_dir / f"{name}.png").write_bytes(page.png)
             (output_dir / f"{name}.html").write_text(page.dom)
             for text in expected:
                 assert text in page.text or text in page.dom, (name, text)
-            # app.py's navigation ran: the sidebar names the three pages and the live toggle.
-            assert all(p in page.text for p in ("Overview", "Job", "Pools", "Live refresh"))
+            # app.py's navigation ran: the sidebar names the pages and the live toggle.
+            names = ("Overview", "Job", "Pools", "Tool servers", "Live refresh")
+            assert all(p in page.text for p in names), name
             assert "Traceback" not in page.text and "Error" not in page.text.split("\n")[:3]
             image = Image.open(io.BytesIO(page.png))
             assert image.size == (1400, 1000)

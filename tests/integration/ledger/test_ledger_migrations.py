@@ -131,3 +131,66 @@ def test_processes_that_migrate_one_new_sqlite_file_at_once_take_turns(tmp_path:
             p.join(120)
         assert [p.exitcode for p in procs] == [0, 0, 0]
         assert migrating.current(url) == migrating.head()
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(engines.sync_url(url))
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    engine = create_engine(engines.sync_url(url))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def test_0004_adds_side_effects_and_server_to_tool_calls_keeping_existing_rows(
+    empty_database_url: str,
+) -> None:
+    """A ledger at 0003 with a tool call upgrades to 0004: the call keeps its values and gets
+    NULL for both new columns (nothing rewritten); a new call stores them; the downgrade
+    drops them again and keeps the calls."""
+    url = empty_database_url
+    migrating.upgrade(url, "0003")
+    assert {"side_effects", "server"}.isdisjoint(_columns(url, "tool_calls"))
+    _execute(
+        url,
+        "INSERT INTO jobs (uid, namespace, name, mode, spec, phase, created_at, "
+        "tool_calls_reserved, tokens_input, tokens_output) VALUES "
+        "('j', 'default', 'j', 'single', '{}', 'Running', CURRENT_TIMESTAMP, 0, 0, 0)",
+    )
+    insert = (
+        "INSERT INTO tool_calls (key, job_uid, agent_id, step, index, tool, arguments, status, "
+        "attempts, deduplicated, started_at{extra}) VALUES "
+        "('{key}', 'j', 'j/single', 1, {i}, 'time__get_current_time', '{{}}', 'succeeded', "
+        "1, 0, CURRENT_TIMESTAMP{values})"
+    )
+    if url.startswith("sqlite"):
+        insert = insert.replace(" index,", ' "index",')
+    _execute(url, insert.format(key="j/single/1/0", i=0, extra="", values=""))
+
+    migrating.upgrade(url, "0004")
+    assert migrating.current(url) == "0004" == migrating.head()
+    assert {"side_effects", "server"} <= _columns(url, "tool_calls")
+    _execute(
+        url,
+        insert.format(
+            key="j/single/1/1", i=1, extra=", side_effects, server", values=", false, 'time'"
+        ),
+    )
+    rows = _rows(url, "SELECT key, side_effects, server FROM tool_calls ORDER BY key")
+    assert rows == [("j/single/1/0", None, None), ("j/single/1/1", False, "time")]
+    migrating.check(url)
+
+    migrating.downgrade(url, "0003")
+    assert {"side_effects", "server"}.isdisjoint(_columns(url, "tool_calls"))
+    assert [r[0] for r in _rows(url, "SELECT key FROM tool_calls ORDER BY key")] == [
+        "j/single/1/0",
+        "j/single/1/1",
+    ]

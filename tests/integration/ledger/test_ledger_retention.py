@@ -51,7 +51,9 @@ async def fill_job(ledger: Ledger, uid: str) -> None:
             [{"role": "user", "content": f"go {n}"}, {"role": "assistant", "content": "ok"}],
         )
         k = ToolCallKey(uid, agent_id, 1, 0)
-        await ledger.begin_tool_call(k, tool="search", arguments={"q": n})
+        await ledger.begin_tool_call(
+            k, tool="web__search", arguments={"q": n}, side_effects=False, server="web"
+        )
         await ledger.finish_tool_call(k, status="succeeded", result=[n], duration_seconds=0.5)
         for attempt in (1, 2):
             ledger.record_model_call(
@@ -136,6 +138,8 @@ async def test_export_gives_one_json_record_per_agent_orchestrator_first(ledger:
     assert [m["content"] for m in first["messages"]] == ["go 0", "ok"]
     (tool_call,) = first["tool_calls"]
     assert tool_call["result"] == [0] and tool_call["attempts"] == 1
+    assert (tool_call["server"], tool_call["side_effects"]) == ("web", False)
+    assert tool_call["approval"] is None
     assert [(c["attempt"], c["status"]) for c in first["model_calls"]] == [
         (1, "http_503"),
         (2, "ok"),

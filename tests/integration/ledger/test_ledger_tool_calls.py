@@ -268,3 +268,68 @@ async def test_two_processes_racing_on_the_same_keys_neither_fail_nor_overspend(
     job = await ledger.get_job(job_uid)
     assert job is not None and job.tool_calls_reserved == 30
     assert len(await ledger.list_tool_calls(job_uid)) == 30
+
+
+async def test_the_side_effect_flag_and_server_are_stored_with_the_call(
+    ledger: Ledger, job_uid: str
+) -> None:
+    """Every way a call row is first written keeps the tool's flag and MCP server: a model
+    step's calls, a single begin (PostgreSQL: its one-statement path) and a batch that runs
+    into its budget (PostgreSQL: the insert of the general path). A known key keeps what was
+    recorded first; a call of no registered tool (a control) keeps NULL."""
+    agent = f"{job_uid}/sub-1"
+    await ledger.record_model_step(
+        job_uid=job_uid,
+        agent_id=agent,
+        step=1,
+        seq=0,
+        messages=[],
+        tool_calls=[
+            {"index": 0, "tool": "time__get_current_time", "arguments": {}, "status": "pending",
+             "budgeted": True, "side_effects": False, "server": "time"},
+            {"index": 1, "tool": "led__append", "arguments": {}, "status": "pending",
+             "budgeted": True, "side_effects": True, "server": "led"},
+            {"index": 2, "tool": "finish", "arguments": {}, "status": "succeeded",
+             "kind": "finish"},
+        ],
+        max_tool_calls=None,
+    )  # fmt: skip
+    # The tool activity's begin of a recorded key changes neither.
+    again = await ledger.begin_tool_call(
+        key(job_uid, step=1, index=0), tool="time__get_current_time", arguments=None,
+        side_effects=True, server="other",
+    )  # fmt: skip
+    assert again.outcome == "run"
+    await ledger.begin_tool_call(
+        key(job_uid, step=2, index=0), tool="search", arguments={}, side_effects=False
+    )
+    await ledger.begin_tool_call(
+        key(job_uid, step=2, index=1), tool="led__append", arguments={}, side_effects=True,
+        server="led",
+    )  # fmt: skip
+    now = utcnow()
+    items = [
+        tc.BeginItem(
+            key=str(key(job_uid, step=3, index=i)), job_uid=job_uid, agent_id=agent, step=3,
+            index=i, tool="everything__echo", arguments={}, call_id=None, max_tool_calls=5,
+            now=now, side_effects=i % 2 == 1, server="everything",
+        )
+        for i in range(5)
+    ]  # fmt: skip
+    async with ledger.engine.begin() as conn:
+        results = await tc.BeginToolCalls(ledger.dialect).run(conn, items)
+    assert [r.outcome for r in results] == ["run"] * 3 + ["budget_exhausted"] * 2
+
+    rows = {(r.step, r.index): r for r in await ledger.get_tool_calls(agent)}
+    stored = {k: (bool(r.side_effects) if r.side_effects is not None else None, r.server)
+              for k, r in rows.items()}  # fmt: skip
+    assert stored == {
+        (1, 0): (False, "time"),
+        (1, 1): (True, "led"),
+        (1, 2): (None, None),
+        (2, 0): (False, None),
+        (2, 1): (True, "led"),
+        (3, 0): (False, "everything"),
+        (3, 1): (True, "everything"),
+        (3, 2): (False, "everything"),
+    }
