@@ -13,6 +13,7 @@ to it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any
 
@@ -20,6 +21,7 @@ from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
     DefaultPayloadConverter,
+    EncodingPayloadConverter,
     JSONPlainPayloadConverter,
     JSONTypeConverter,
     value_to_type,
@@ -68,18 +70,25 @@ class CachedHintsConverter(JSONTypeConverter):
 
 
 class PayloadConverter(CompositePayloadConverter):
-    """Temporal's default payload converter, with :class:`CachedHintsConverter` for JSON."""
+    """Temporal's default payload converter, with :class:`CachedHintsConverter` for JSON.
+
+    Temporal makes a new payload converter for every workflow activation, so the encoding
+    converters are made once per process and shared (they keep no state but the hints cache,
+    which then lasts for the process instead of one activation)."""
 
     def __init__(self) -> None:
-        hints = CachedHintsConverter()
-        super().__init__(
-            *(
-                JSONPlainPayloadConverter(custom_type_converters=[hints])
-                if isinstance(c, JSONPlainPayloadConverter)
-                else c
-                for c in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        super().__init__(*_encoding_converters())
+
+
+@functools.cache
+def _encoding_converters() -> tuple[EncodingPayloadConverter, ...]:
+    hints = CachedHintsConverter()
+    return tuple(
+        JSONPlainPayloadConverter(custom_type_converters=[hints])
+        if isinstance(c, JSONPlainPayloadConverter)
+        else c
+        for c in DefaultPayloadConverter.default_encoding_payload_converters
+    )
 
 
 def data_converter(existing: DataConverter | None = None) -> DataConverter:

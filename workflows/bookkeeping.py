@@ -102,11 +102,11 @@ class BookkeepingActivities(ActivityResources):
     @activity.defn(name="spawn_result")
     async def spawn_result(self, inp: SpawnResultInput) -> None:
         """Store a spawn call's result: every child's status and final answer."""
-        children = []
-        for child in inp.children:
-            a = await self.ledger.get_agent(child)
-            if a is not None:
-                children.append({"agent": a.name, "status": a.status, "answer": a.answer or ""})
+        outcomes = await self.ledger.agent_outcomes(inp.children)
+        children = [
+            {"agent": name, "status": status, "answer": answer}
+            for name, status, answer in (outcomes[c] for c in inp.children if c in outcomes)
+        ]
         key = ToolCallKey(inp.job_uid, inp.agent_id, inp.step, inp.call_index)
         begin = await self.ledger.begin_tool_call(key, tool=ctl.SPAWN_SUBAGENTS, arguments=None)
         if begin.outcome == "run":

@@ -40,6 +40,8 @@ AWAITING_APPROVAL = "awaiting"
 TERMINAL_TOOL_STATUSES = ("succeeded", "failed", "refused")
 READER_THREADS = 2
 """SQLite: threads (and connections) for the hot reads; WAL lets them read while one writes."""
+AGENTS_PER_SELECT = 500
+"""Agents read by one select of :meth:`Ledger.agent_outcomes` (bound parameters stay few)."""
 T = TypeVar("T")
 
 
@@ -94,6 +96,10 @@ class _StepStatements:
             select(_MESSAGES.c.content)
             .where(_MESSAGES.c.agent_id == bindparam("agent_id"))
             .order_by(_MESSAGES.c.seq)
+        )
+        ag = _AGENTS.c
+        self.agent_outcomes = select(ag.id, ag.name, ag.status, ag.answer).where(
+            ag.id.in_(bindparam("ids", expanding=True))
         )
         self.step_calls = (
             select(_TOOL_CALLS)
@@ -333,6 +339,25 @@ class Ledger:
     async def get_agent(self, agent_id: str) -> models.Agent | None:
         rows = await self._read(select(models.Agent).where(models.Agent.id == agent_id))
         return rows[0][0] if rows else None
+
+    async def agent_outcomes(self, agent_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        """``(name, status, answer)`` of each agent of ``agent_ids`` the ledger has (answer ``""``
+        when none), read on one connection in a few selects: a spawn's result reads its 100
+        children at once, not one session each."""
+        stmt = self._step.agent_outcomes
+        ids = list(dict.fromkeys(agent_ids))
+
+        async def read(conn: AsyncConnection) -> dict[str, tuple[str, str, str]]:
+            found: dict[str, tuple[str, str, str]] = {}
+            for start in range(0, len(ids), AGENTS_PER_SELECT):
+                chunk = ids[start : start + AGENTS_PER_SELECT]
+                for agent_id, name, status, answer in await conn.execute(stmt, {"ids": chunk}):
+                    found[agent_id] = (name, status, answer or "")
+            return found
+
+        if not ids:
+            return {}
+        return await self._read_with(read)
 
     async def list_agents(self, job_uid: str) -> list[models.Agent]:
         q = select(models.Agent).where(models.Agent.job_uid == job_uid).order_by(models.Agent.id)

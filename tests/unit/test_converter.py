@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 import pytest
@@ -100,3 +101,32 @@ def test_clients_get_it_through_the_plugin_and_keep_a_custom_one() -> None:
     assert configured["data_converter"].payload_converter_class is PayloadConverter
     custom = dataclasses.replace(DataConverter.default, payload_converter_class=PayloadConverter)
     assert data_converter(custom) is custom
+
+
+@dataclasses.dataclass
+class _Fresh:
+    """A class no other test decodes, so its hints are resolved here first."""
+
+    name: str
+    count: int
+
+
+def test_converters_made_per_activation_share_the_hints_resolved_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Temporal makes a payload converter per workflow activation (``DataConverter`` is
+    rebuilt for each): the hints of a class are still resolved once per process."""
+    resolved: list[type] = []
+    real = typing.get_type_hints
+
+    def counting(cls: Any) -> Any:
+        resolved.append(cls)
+        return real(cls)
+
+    monkeypatch.setattr(typing, "get_type_hints", counting)
+    payloads = DefaultPayloadConverter().to_payloads([_Fresh("a", 1)])
+    for _ in range(3):
+        converter = DataConverter(payload_converter_class=PayloadConverter).payload_converter
+        assert converter.from_payloads(payloads, [_Fresh]) == [_Fresh("a", 1)]
+
+    assert resolved == [_Fresh]

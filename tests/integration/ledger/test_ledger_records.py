@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from kswarm.ledger import AgentRecord, Ledger, ModelCallRecord, StageRecord, ToolCallKey
+import pytest
+
+from kswarm.ledger import AgentRecord, Ledger, ModelCallRecord, StageRecord, ToolCallKey, repository
 
 
 def agent(job_uid: str, local: str, **fields: object) -> AgentRecord:
@@ -69,6 +71,30 @@ async def test_agents_and_stages_are_written_once(ledger: Ledger, job_uid: str) 
     assert [(a.name, a.stage) for a in listed] == [("main", None), ("sub-1", 1)]
     (stored,) = await ledger.list_stages(job_uid)
     assert (stored.main_steps, stored.max_subagent_steps, stored.subagents) == (1, 3, 1)
+
+
+async def test_agent_outcomes_read_many_agents_at_once_and_leave_out_unknown_ones(
+    ledger: Ledger, job_uid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spawn's result reads its children together (in selects of ``AGENTS_PER_SELECT``,
+    made small here so that the 7 agents take three)."""
+    monkeypatch.setattr(repository, "AGENTS_PER_SELECT", 3)
+    await ledger.upsert_agents([agent(job_uid, f"sub-{i}", stage=1) for i in range(7)])
+    for i in (1, 5):
+        await ledger.update_agent(f"{job_uid}/sub-{i}", status="Succeeded", answer=f"answer {i}")
+    wanted = [f"{job_uid}/sub-{i}" for i in (6, 5, 4, 3, 2, 1, 0)] + [f"{job_uid}/gone"]
+
+    outcomes = await ledger.agent_outcomes(wanted)
+
+    assert outcomes == {
+        f"{job_uid}/sub-{i}": (
+            f"sub-{i}",
+            "Succeeded" if i in (1, 5) else "Pending",
+            f"answer {i}" if i in (1, 5) else "",
+        )
+        for i in range(7)
+    }
+    assert await ledger.agent_outcomes([]) == {}
 
 
 async def test_messages_keep_their_order_and_ignore_repeats(ledger: Ledger, job_uid: str) -> None:
