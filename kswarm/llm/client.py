@@ -84,15 +84,28 @@ class ClientSettings:
 DEFAULT_CLIENT_SETTINGS = ClientSettings()
 
 
-def http_client(settings: ClientSettings = DEFAULT_CLIENT_SETTINGS) -> httpx.AsyncClient:
-    """The shared client; its bytes go through aiohttp's pool (see :mod:`kswarm.llm.transport`)."""
-    transport: httpx.AsyncBaseTransport | None = None
-    if settings.transport == "aiohttp":
-        transport = AiohttpTransport(
-            max_connections=settings.max_connections,
-            keepalive_expiry=settings.keepalive_expiry_seconds,
-            trust_env=settings.trust_env,
-        )
+USER_AGENT = "kswarm"
+
+
+def _aiohttp_transport(settings: ClientSettings) -> AiohttpTransport | None:
+    if settings.transport != "aiohttp":
+        return None
+    return AiohttpTransport(
+        max_connections=settings.max_connections,
+        keepalive_expiry=settings.keepalive_expiry_seconds,
+        trust_env=settings.trust_env,
+    )
+
+
+def http_client(
+    settings: ClientSettings = DEFAULT_CLIENT_SETTINGS,
+    *,
+    transport: AiohttpTransport | None = None,
+) -> httpx.AsyncClient:
+    """The shared client; its bytes go through aiohttp's pool (see :mod:`kswarm.llm.transport`),
+    ``transport`` when given."""
+    if transport is None:
+        transport = _aiohttp_transport(settings)
     return httpx.AsyncClient(
         limits=httpx.Limits(
             max_connections=settings.max_connections,
@@ -101,7 +114,7 @@ def http_client(settings: ClientSettings = DEFAULT_CLIENT_SETTINGS) -> httpx.Asy
         ),
         transport=transport,
         trust_env=settings.trust_env,
-        headers={"User-Agent": "kswarm"},
+        headers={"User-Agent": USER_AGENT},
     )
 
 
@@ -131,7 +144,10 @@ class LLMClient:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self.http = http or http_client(settings)
+        # A client of our own sends non-streamed chat calls straight through its aiohttp
+        # transport (see ``kswarm.llm.transport``); a client given to us is used as it is.
+        self._direct = _aiohttp_transport(settings) if http is None else None
+        self.http = http or http_client(settings, transport=self._direct)
         self._owns_http = http is None
         self.router_settings = router_settings
         self._clock = clock
@@ -244,6 +260,9 @@ class LLMClient:
         """One try against one replica; never raises an :class:`LLMError`, returns it."""
         url = replica.rstrip("/") + "/v1/chat/completions"
         headers = {"Content-Type": "application/json"}
+        direct = self._direct if not request.stream and not self.http.is_closed else None
+        if direct is not None:
+            headers["User-Agent"] = USER_AGENT
         if pool.api_key:
             headers["Authorization"] = f"Bearer {pool.api_key}"
         timeout = httpx.Timeout(pool.request_timeout_seconds, connect=pool.connect_timeout_seconds)
@@ -256,6 +275,11 @@ class LLMClient:
                     outcome = await self._stream(
                         url, headers, content, timeout, t0, request.check_arguments
                     )
+                elif direct is not None:
+                    raw = await direct.post(url, content=content, headers=headers, timeouts=timeout)
+                    text = raw.text
+                    _raise_for(raw.status, text, raw.headers.get("retry-after"))
+                    outcome = parse_completion(text, check_arguments=request.check_arguments)
                 else:
                     response = await self.http.post(
                         url, content=content, headers=headers, timeout=timeout
@@ -366,13 +390,14 @@ class LLMClient:
 
 
 def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code < 400:
+    if response.status_code >= 400:
+        _raise_for(response.status_code, response.text, response.headers.get("retry-after"))
+
+
+def _raise_for(status: int, text: str, retry_after: str | None) -> None:
+    if status < 400:
         return
-    raise error_for_status(
-        response.status_code,
-        response.text,
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-    )
+    raise error_for_status(status, text, retry_after=parse_retry_after(retry_after))
 
 
 def _result(
