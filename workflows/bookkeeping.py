@@ -83,10 +83,7 @@ class BookkeepingActivities(ActivityResources):
 
     @activity.defn(name="finish_agent")
     async def finish_agent(self, result: AgentResult) -> None:
-        history = await self.ledger.get_messages(result.agent_id)
-        last: dict[str, Any] = next(
-            (m for m in reversed(history) if m.get("role") == "assistant"), {}
-        )
+        last = await self.ledger.last_message(result.agent_id, "assistant") or {}
         answer = answer_call(last)
         if answer is None:
             answer = str(last.get("content") or "")

@@ -97,6 +97,14 @@ class _StepStatements:
             .where(_MESSAGES.c.agent_id == bindparam("agent_id"))
             .order_by(_MESSAGES.c.seq)
         )
+        self.last_message = (
+            select(_MESSAGES.c.content)
+            .where(
+                _MESSAGES.c.agent_id == bindparam("agent_id"), _MESSAGES.c.role == bindparam("role")
+            )
+            .order_by(_MESSAGES.c.seq.desc())
+            .limit(1)
+        )
         ag = _AGENTS.c
         self.agent_outcomes = select(ag.id, ag.name, ag.status, ag.answer).where(
             ag.id.in_(bindparam("ids", expanding=True))
@@ -426,6 +434,19 @@ class Ledger:
                 params = {"agent_id": agent_id, "step": int(meta["step"])}
                 calls = list((await conn.execute(st.step_calls, params)).all())
             return messages, calls
+
+        return await self._read_with(read)
+
+    async def last_message(self, agent_id: str, role: str) -> dict[str, Any] | None:
+        """An agent's last message of ``role`` (``None`` when it has none), read alone: what
+        an agent's end needs, without decoding its whole conversation."""
+        st = self._step
+
+        async def read(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = (
+                await conn.execute(st.last_message, {"agent_id": agent_id, "role": role})
+            ).first()
+            return dict(row[0]) if row is not None else None
 
         return await self._read_with(read)
 

@@ -97,6 +97,30 @@ async def test_agent_outcomes_read_many_agents_at_once_and_leave_out_unknown_one
     assert await ledger.agent_outcomes([]) == {}
 
 
+async def test_last_message_is_the_agents_latest_of_that_role(ledger: Ledger, job_uid: str) -> None:
+    """An agent's end reads its last answer alone (its whole conversation stays unread)."""
+    agent_id = f"{job_uid}/sub-1"
+    await ledger.append_messages(
+        job_uid,
+        agent_id,
+        0,
+        [
+            {"role": "system", "content": "s"},
+            {"role": "assistant", "content": "first"},
+            {"role": "tool", "content": "t"},
+            {"role": "assistant", "content": "second", "_kswarm": {"step": 2}},
+            {"role": "user", "content": "after"},
+        ],
+    )
+    await ledger.append_messages(job_uid, f"{job_uid}/other", 0, [{"role": "assistant"}])
+
+    last = await ledger.last_message(agent_id, "assistant")
+
+    assert last == {"role": "assistant", "content": "second", "_kswarm": {"step": 2}}
+    assert await ledger.last_message(agent_id, "developer") is None
+    assert await ledger.last_message(f"{job_uid}/nobody", "assistant") is None
+
+
 async def test_messages_keep_their_order_and_ignore_repeats(ledger: Ledger, job_uid: str) -> None:
     agent_id = f"{job_uid}/main"
     first = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
