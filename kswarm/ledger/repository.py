@@ -82,6 +82,20 @@ class _StepStatements:
         )
         self.reserved = select(jobs.tool_calls_reserved).where(jobs.uid == bindparam("b_uid"))
         self.reserve = tool_calls.BeginToolCalls.reserve  # the same budget as the tool calls'
+        # A step's budget and tokens in one statement, when the budget has room for its calls.
+        self.reserve_and_spend = (
+            update(_JOBS)
+            .where(
+                jobs.uid == bindparam("b_uid"),
+                jobs.tool_calls_reserved + bindparam("n") <= bindparam("m"),
+            )
+            .values(
+                tool_calls_reserved=jobs.tool_calls_reserved + bindparam("n"),
+                tokens_input=jobs.tokens_input + bindparam("input"),
+                tokens_output=jobs.tokens_output + bindparam("output"),
+            )
+            .returning(jobs.tokens_input + jobs.tokens_output)
+        )
         self.messages = insert(_MESSAGES).on_conflict_do_nothing(index_elements=["agent_id", "seq"])
         self.tool_calls = insert(_TOOL_CALLS)
         self.agent_steps = (
@@ -114,6 +128,20 @@ class _StepStatements:
             .where(tc.agent_id == bindparam("agent_id"), tc.step == bindparam("step"))
             .order_by(tc.index)
         )
+
+
+class _ModelCallRows(writing.CoalescedWrite[dict[str, Any], None]):
+    """Model-call attempts written behind: the attempts of a batch in one ``executemany``
+    (repeats ignored), not one statement each."""
+
+    order = 3
+
+    def __init__(self, stmt: Any) -> None:
+        self._stmt = stmt
+
+    async def run(self, conn: AsyncConnection, items: Sequence[dict[str, Any]]) -> list[None]:
+        await conn.execute(self._stmt, list(items))
+        return [None] * len(items)
 
 
 async def _spend_tokens(conn: AsyncConnection, uid: str, input_tokens: int, output: int) -> int:
@@ -149,6 +177,7 @@ class Ledger:
         self._begins = tool_calls.BeginToolCalls(self.dialect)
         self._finishes = tool_results.FinishToolCalls(self.dialect)
         self._step = _StepStatements(self.dialect)
+        self._model_calls = _ModelCallRows(self._step.model_call)
 
     @classmethod
     async def connect(cls, url: str | None = None, *, migrate: bool = False) -> Ledger:
@@ -465,12 +494,7 @@ class Ledger:
         """Write one model-call attempt behind the caller's back (not on the critical path)."""
         values = dataclasses.asdict(rec)
         values["started_at"] = datetime.fromtimestamp(rec.started_at or 0, UTC)
-        stmt = self._step.model_call
-
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(stmt, [values])
-
-        self._writer.submit_nowait(op)
+        self._writer.submit_item_nowait(self._model_calls, values)
 
     async def list_model_calls(self, job_uid: str) -> list[models.ModelCall]:
         q = (
@@ -612,10 +636,17 @@ class Ledger:
                 return rows_, await tokens(conn)
             want = sum(1 for c in tool_calls if c.get("budgeted") and c["status"] == "pending")
             granted = want
+            spent: int | None = None  # the job's tokens, once this step's are added
             if want and max_tool_calls is not None:
-                used = (await conn.execute(st.reserved, {"b_uid": job_uid})).scalar_one()
-                granted = max(0, min(want, max_tool_calls - int(used)))
-            if granted:
+                params = {"b_uid": job_uid, "n": want, "m": max_tool_calls}
+                params |= {"input": input_tokens, "output": output_tokens}
+                row = (await conn.execute(st.reserve_and_spend, params)).first()
+                if row is not None:  # room for every call: reserved, and tokens added
+                    spent = int(row[0])
+                else:
+                    used = (await conn.execute(st.reserved, {"b_uid": job_uid})).scalar_one()
+                    granted = max(0, min(want, max_tool_calls - int(used)))
+            if granted and spent is None:
                 await conn.execute(st.reserve, {"u": job_uid, "n": granted})
             out: list[dict[str, Any]] = []
             values = []
@@ -657,7 +688,7 @@ class Ledger:
             if values:
                 await conn.execute(st.tool_calls, values)
             await conn.execute(st.agent_steps, {"agent_id": agent_id, "n_steps": step})
-            return out, await tokens(conn)
+            return out, spent if spent is not None else await tokens(conn)
 
         return await self._writer.submit(op)
 

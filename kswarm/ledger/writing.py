@@ -187,6 +187,10 @@ class GroupCommitter:
         """Queue ``op`` without waiting (write-behind); :meth:`flush` waits for it."""
         self._enqueue(_Pending(op, None, None, None))
 
+    def submit_item_nowait(self, kind: CoalescedWrite[ItemT, Any], item: ItemT) -> None:
+        """Add ``item`` to the next batch's run of ``kind`` without waiting (write-behind)."""
+        self._enqueue(_Pending(None, kind, item, None))
+
     async def flush(self) -> None:
         if self._task is None:
             return

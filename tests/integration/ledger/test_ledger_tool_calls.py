@@ -333,3 +333,46 @@ async def test_the_side_effect_flag_and_server_are_stored_with_the_call(
         (3, 1): (True, "everything"),
         (3, 2): (False, "everything"),
     }
+
+
+async def test_model_steps_reserve_the_budget_for_their_calls_and_add_up_their_tokens(
+    ledger: Ledger, job_uid: str
+) -> None:
+    """A step's calls take the budget while it has room (one statement with the tokens), then
+    what is left of it; the calls beyond are refused; the tokens come back as the job's total,
+    and concurrent steps (one batch) neither overspend nor lose tokens."""
+
+    def calls(n: int) -> list[dict[str, object]]:
+        return [
+            {"index": i, "tool": "t", "arguments": {}, "status": "pending", "budgeted": True}
+            for i in range(n)
+        ]
+
+    async def step(agent: str, n: int, tokens: tuple[int, int]) -> tuple[list[str], int]:
+        rows, total = await ledger.record_model_step(
+            job_uid=job_uid,
+            agent_id=f"{job_uid}/{agent}",
+            step=1,
+            seq=0,
+            messages=[{"role": "assistant", "content": agent}],
+            tool_calls=calls(n),
+            max_tool_calls=10,
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+        )
+        return [str(r["status"]) for r in rows], total
+
+    first = await step("a", 4, (100, 10))
+    together = await asyncio.gather(step("b", 4, (1, 1)), step("c", 4, (1, 1)))
+    last = await step("d", 2, (5, 5))
+    again = await step("a", 4, (0, 0))  # a retried step: the rows as stored
+
+    assert first == (["pending"] * 4, 110)
+    statuses = sorted(s for rows, _ in together for s in rows)
+    assert statuses == ["pending"] * 6 + ["refused"] * 2
+    assert sorted(total for _, total in together) == [112, 114]
+    assert last == (["refused"] * 2, 124)
+    assert again == (["pending"] * 4, 124)
+    job = await ledger.get_job(job_uid)
+    assert job is not None
+    assert (job.tool_calls_reserved, job.tokens_input, job.tokens_output) == (10, 107, 17)
