@@ -11,7 +11,8 @@
    own code adds), the naive floor (1,500 no-op regular activities across 100 children; target
    <= 1.0) and the raw local floor (1,500 no-op local activities; for the record). Next to the
    wall ratios, the worker's CPU seconds per job for the platform and the shape and their
-   ratio: the figure that survives a loaded machine, where walls mostly measure the load.
+   ratio: the figure that best survives a loaded machine, where walls mostly measure the load
+   (CPU per job still drifts with the load, platform and shape together).
 3. wide-search-300 on one ``kswarm worker`` process: phase, quality, the largest history
    (the orchestrator's with 300 children, and the largest child's: targets < 10,240 events and
    < 10 MB), the worker's peak RSS (target <= 1 GiB) and CPU seconds per tool call and per
@@ -312,8 +313,9 @@ async def dispatch(runs: int) -> dict[str, Any]:
     sim = SimOptions(replicas=1, time_scale=0.0, extra={"behaviour": "sim_behaviours:noop_swarm"})
     out: dict[str, list[float]] = {"platform": [], **{shape: [] for shape in SHAPES}}
     # The worker's CPU per job: this process runs the platform's worker and the floors' (the
-    # simulator and the dev server are processes of their own). Unlike wall time it hardly
-    # moves with the machine's load, so its ratio is the one to compare across runs.
+    # simulator and the dev server are processes of their own). It moves far less with the
+    # machine's load than wall time does (on 2 shared cores: about +-20% against 2 to 4x), and
+    # platform and shape move together, so their ratio is the one to compare across runs.
     cpu: dict[str, list[float]] = {"platform": [], "shape": []}
     async with embedded_stack(sim=sim, tools=tools) as stack:
         client: Client = stack.client
