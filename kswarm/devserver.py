@@ -24,7 +24,14 @@ from temporalio.client import Client
 
 from kswarm.errors import ConfigError
 
-__all__ = ["DevServer", "free_port", "free_ports", "start_dev_server", "temporal_binary"]
+__all__ = [
+    "DevServer",
+    "free_port",
+    "free_ports",
+    "start_dev_server",
+    "stop_with_parent",
+    "temporal_binary",
+]
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -101,6 +108,18 @@ async def _wait_ready(address: str, proc: subprocess.Popen[bytes], log: Path) ->
     raise ConfigError(f"the Temporal dev server at {address} did not start: {last}")
 
 
+def stop_with_parent() -> None:
+    """``preexec_fn`` of a server process: SIGTERM when the process that started it dies, even
+    by SIGKILL, so a killed ``kswarm run`` leaves no dev server, simulator or model server (and
+    its GPU) behind. Linux only; elsewhere nothing."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @contextlib.asynccontextmanager
 async def start_dev_server(state_dir: Path, *, persist: bool = False) -> AsyncIterator[DevServer]:
     """Start ``temporal server start-dev`` on free loopback ports; stop it on exit.
@@ -138,6 +157,7 @@ async def start_dev_server(state_dir: Path, *, persist: bool = False) -> AsyncIt
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ},
+            preexec_fn=stop_with_parent,
         )
     server = DevServer(address=f"127.0.0.1:{port}", process=proc, state_dir=state_dir)
     try:

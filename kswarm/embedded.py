@@ -25,7 +25,7 @@ import httpx
 from temporalio.client import Client
 
 from kswarm.config import kswarm_home
-from kswarm.devserver import DevServer, free_ports, start_dev_server
+from kswarm.devserver import DevServer, free_ports, start_dev_server, stop_with_parent
 from kswarm.errors import ConfigError
 from kswarm.ledger import Ledger
 from kswarm.llm.client import LLMClient
@@ -123,7 +123,11 @@ async def _sim_pool(opts: SimOptions) -> AsyncIterator[tuple[PoolRegistry, list[
     for key, value in opts.extra.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=stop_with_parent,
     )
     urls = [f"http://127.0.0.1:{port + i}" for i in range(opts.replicas)]
     try:

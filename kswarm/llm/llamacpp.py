@@ -37,6 +37,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from kswarm.devserver import stop_with_parent
 from kswarm.errors import ConfigError
 
 __all__ = [
@@ -178,7 +179,7 @@ async def server_process(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+        preexec_fn=stop_with_parent,
     )
     try:
         await wait_for_health(url, proc, within=health_timeout)
@@ -210,15 +211,6 @@ async def wait_for_health(url: str, proc: subprocess.Popen[bytes], *, within: fl
                     return time.monotonic() - started
             await asyncio.sleep(0.1)
     raise ConfigError(f"{_server_name(proc)} at {url} was not healthy within {within:g} s")
-
-
-def _stop_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the process that started it dies, even by
-    SIGKILL, so a killed ``kswarm run`` never leaves a model server (and its GPU) behind."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _server_name(proc: subprocess.Popen[bytes]) -> str:

@@ -175,11 +175,29 @@ def test_a_missing_engine_is_refused_before_anything_starts(
     assert not (tmp_path / "ledger.db").exists()
 
 
-def test_a_killed_run_takes_its_model_server_with_it(
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (its direct children)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found |= {int(c) for c in children}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited, it only waits to be reaped
+
+
+def test_a_killed_run_takes_its_servers_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``kswarm run`` killed with SIGKILL (no cleanup runs) mid-job: the server it started
-    stops too, instead of holding its port and, on a real machine, its GPU."""
+    """``kswarm run`` killed with SIGKILL (no cleanup runs) mid-job: every server it started
+    (the model server of the engine pool and the Temporal dev server) stops too, instead of
+    holding its ports and, on a real machine, its GPU."""
     pools, log = _fake_vllm(tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_VLLM_TIME_SCALE", "1")  # a job that lasts long enough to kill
     job = manifest(tmp_path, limits={"deadlineSeconds": 600})
@@ -192,15 +210,24 @@ def test_a_killed_run_takes_its_model_server_with_it(
     )
     try:
         deadline = time.monotonic() + 240
-        while not (log.exists() and _listening(_served(json.loads(log.read_text())))):
-            assert run.poll() is None, "kswarm run ended before its server was up"
-            assert time.monotonic() < deadline, "the server never came up"
+        # Both up: the model server answers, and the dev server is a second child of the run.
+        while not (
+            log.exists()
+            and _listening(_served(json.loads(log.read_text())))
+            and (len(_children(run.pid)) >= 2)
+        ):
+            assert run.poll() is None, "kswarm run ended before its servers were up"
+            assert time.monotonic() < deadline, "the servers never came up"
             time.sleep(0.2)
         served = _served(json.loads(log.read_text()))
+        started = _children(run.pid)
     finally:
         run.kill()
         run.wait()
     deadline = time.monotonic() + 60
-    while _listening(served):
-        assert time.monotonic() < deadline, "the model server outlived the killed run"
+    while _listening(served) or any(_alive(p) for p in started):
+        assert time.monotonic() < deadline, (
+            f"outlived the killed run: {[p for p in started if _alive(p)]}, "
+            f"model server listening: {_listening(served)}"
+        )
         time.sleep(0.2)
