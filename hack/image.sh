@@ -15,9 +15,10 @@
 # plus the dashboard extra).
 #
 # What it does, each step cached outside the repo in ${KSWARM_CACHE:-$HOME/.cache/kswarm}/image:
-#   1. base: a minimal Debian bookworm with python3 and python3-venv (mmdebstrap; without
+#   1. bases: a minimal Debian bookworm with python3 and python3-venv (mmdebstrap; without
 #      manuals, docs and translations, as the official slim image), imported into buildah
-#      storage as localhost/kswarm-base:KEY; keyed by the mmdebstrap command.
+#      storage as localhost/kswarm-base:KEY; and the same plus binutils for the build stages,
+#      localhost/kswarm-build-base:KEY; each keyed by its mmdebstrap command.
 #   2. wheelhouse: every dependency's wheel, the dashboard extra's included, made on this host
 #      with its own pip settings (so the image build needs no network), keyed by pyproject.toml.
 #   3. image: the Containerfile built on that base from a staged copy of the package sources
@@ -34,10 +35,12 @@ SOURCES=(Containerfile .containerignore pyproject.toml README.md alembic.ini hac
   kswarm operator workflows dashboard crds migrations)
 # No manuals, docs (but their copyright files) or translations: about 50 MB less, as the
 # official python:3.11-slim-bookworm image leaves them out too.
-BASE_CMD=(mmdebstrap --variant=minbase --include=python3,python3-venv
-  '--dpkgopt=path-exclude=/usr/share/man/*' '--dpkgopt=path-exclude=/usr/share/info/*'
+SLIM=('--dpkgopt=path-exclude=/usr/share/man/*' '--dpkgopt=path-exclude=/usr/share/info/*'
   '--dpkgopt=path-exclude=/usr/share/locale/*' '--dpkgopt=path-include=/usr/share/locale/locale.alias'
-  '--dpkgopt=path-exclude=/usr/share/doc/*' '--dpkgopt=path-include=/usr/share/doc/*/copyright'
+  '--dpkgopt=path-exclude=/usr/share/doc/*' '--dpkgopt=path-include=/usr/share/doc/*/copyright')
+BASE_CMD=(mmdebstrap --variant=minbase --include=python3,python3-venv "${SLIM[@]}" bookworm)
+# The build stages' base (BUILD_BASE): the same Python, plus binutils to strip the venv.
+BUILD_BASE_CMD=(mmdebstrap --variant=minbase --include=python3,python3-venv,binutils "${SLIM[@]}"
   bookworm)
 TARGET=runtime
 
@@ -58,7 +61,14 @@ need() {
 
 python_bin() { echo "${PYTHON:-$ROOT/.venv/bin/python}"; }
 
-base_key() { printf '%s\n' "${BASE_CMD[*]}" | sha256sum | cut -c1-16; }
+# base_key [build]: the key of the runtime base, or of the build stages' base.
+base_key() {
+  if [[ "${1:-}" == build ]]; then
+    printf '%s\n' "${BUILD_BASE_CMD[*]}" | sha256sum | cut -c1-16
+  else
+    printf '%s\n' "${BASE_CMD[*]}" | sha256sum | cut -c1-16
+  fi
+}
 wheels_key() { sha256sum <"$1/pyproject.toml" | cut -c1-16; }
 
 # The build context: the SOURCES that git tracks or would track (no caches, no venv).
@@ -75,30 +85,37 @@ context_key() {
     (cd "$dir" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
       if [[ -L "$f" ]]; then echo "$f -> $(readlink "$f")"; else sha256sum "$f"; fi
     done)
-    echo "base $(base_key) wheels $(wheels_key "$dir") target $TARGET"
+    echo "base $(base_key) $(base_key build) wheels $(wheels_key "$dir") target $TARGET"
   } | sha256sum | cut -c1-16
 }
 
+# build_base [build]: the runtime base (localhost/kswarm-base:KEY) or the build stages' base
+# (localhost/kswarm-build-base:KEY), imported from mmdebstrap's tarball; print its name.
 build_base() {
-  local key tar
-  key="$(base_key)"
-  tar="$CACHE/base-$key.tar"  # a tar file (older caches: a directory; both import the same)
-  if bah inspect --type image "localhost/kswarm-base:$key" >/dev/null 2>&1; then
-    echo "localhost/kswarm-base:$key"; return
+  local key tar name cmd
+  if [[ "${1:-}" == build ]]; then
+    name=kswarm-build-base cmd=("${BUILD_BASE_CMD[@]}")
+  else
+    name=kswarm-base cmd=("${BASE_CMD[@]}")
+  fi
+  key="$(base_key "${1:-}")"
+  tar="$CACHE/${name#kswarm-}-$key.tar"
+  if bah inspect --type image "localhost/$name:$key" >/dev/null 2>&1; then
+    echo "localhost/$name:$key"; return
   fi
   if [[ ! -s "$tar" ]]; then
     need mmdebstrap
-    log "building the base (${BASE_CMD[*]}); about 3 minutes"
+    log "building $name (${cmd[*]}); about 3 minutes"
     # mmdebstrap picks its output format by the name's extension: .tar for a tarball.
-    "${BASE_CMD[@]}" "$tar.part.tar" >&2 || { rm -rf "$tar.part.tar"; die "mmdebstrap failed"; }
+    "${cmd[@]}" "$tar.part.tar" >&2 || { rm -rf "$tar.part.tar"; die "mmdebstrap failed"; }
     mv -f "$tar.part.tar" "$tar"
   fi
   local ctr
   ctr="$(bah from scratch)"
   bah add "$ctr" "$tar" / >/dev/null
   bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
-  bah commit -q --rm "$ctr" "localhost/kswarm-base:$key" >/dev/null
-  echo "localhost/kswarm-base:$key"
+  bah commit -q --rm "$ctr" "localhost/$name:$key" >/dev/null
+  echo "localhost/$name:$key"
 }
 
 # build_wheels CTX: the wheelhouse for the staged context CTX's pyproject.toml.
@@ -137,7 +154,7 @@ cmd_build() {
   mkdir -p "$CACHE"
   exec 9>"$CACHE/.lock"
   flock 9
-  local image base wheels ctx start
+  local image base build_base wheels ctx start
   ctx="$CACHE/context-$TARGET"
   image="$(image_name "$ctx")"
   if bah inspect --type image "$image" >/dev/null 2>&1; then
@@ -145,11 +162,13 @@ cmd_build() {
   fi
   start=$SECONDS
   base="$(build_base)"
+  build_base="$(build_base build)"
   wheels="$(build_wheels "$ctx")"
   cp -al "$wheels" "$ctx/.wheelhouse" 2>/dev/null || cp -a "$wheels" "$ctx/.wheelhouse"
   log "building $image on $base"
   bah bud --isolation chroot --network host --pull-never --layers=false \
-    --build-arg "BASE=$base" --build-arg WHEELHOUSE=.wheelhouse \
+    --build-arg "BASE=$base" --build-arg "BUILD_BASE=$build_base" \
+    --build-arg WHEELHOUSE=.wheelhouse \
     --target "$TARGET" -f "$ctx/Containerfile" -t "$image" "$ctx" >&2 \
     || die "buildah bud failed"
   rm -rf "$ctx"
