@@ -144,12 +144,15 @@ def test_the_dashboard_runs_its_own_image_with_the_release_tag(helm: list[str]) 
     """The dashboard's image is the kswarm image plus the dashboard extra: its own repository,
     and the tag of ``image.tag`` unless ``dashboard.image.tag`` names one."""
 
-    def images(*sets: str) -> dict[str, str]:
+    def containers(*sets: str) -> dict[str, dict[str, Any]]:
         return {
-            o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]["image"]
+            o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]
             for o in template(helm, *[a for s in sets for a in ("--set", s)])
             if o["kind"] == "Deployment"
         }
+
+    def images(*sets: str) -> dict[str, str]:
+        return {name: c["image"] for name, c in containers(*sets).items()}
 
     default = images()
     assert default["kswarm-dashboard"] == "ghcr.io/kswarm/kswarm-dashboard:0.1.0"
@@ -163,6 +166,9 @@ def test_the_dashboard_runs_its_own_image_with_the_release_tag(helm: list[str]) 
     )
     assert own["kswarm-dashboard"] == "registry.example/dash:1.2.3"
     assert own["kswarm-worker"] == "ghcr.io/kswarm/kswarm:9.9.9"
+    pulled = containers("image.pullPolicy=Always")
+    assert pulled["kswarm-dashboard"]["imagePullPolicy"] == "Always"
+    assert "imagePullPolicy" not in containers()["kswarm-dashboard"]
 
 
 @pytest.mark.parametrize(
