@@ -2,30 +2,47 @@
 # The kswarm image, built and run here without a container registry or daemon (buildah, vfs
 # storage, chroot isolation), for the image tests and for trying the image by hand.
 #
-#   image.sh build               build (or reuse) the image; print its name
-#   image.sh name                print the image name for the current sources (exit 1 if not built)
-#   image.sh run [OPTS] -- CMD   run CMD in a fresh container of the image (builds first if
-#                                needed); OPTS are buildah-run options (-e K=V, -v SRC:DST, ...)
-#   image.sh size                print the image's size in bytes
-#   image.sh clean               remove the cached images, containers and base
+#   image.sh build [-t T]              build (or reuse) the image; print its name
+#   image.sh name [-t T]               print the image name for the current sources (exit 1 if
+#                                      not built)
+#   image.sh run [-t T] [OPTS] -- CMD  run CMD in a fresh container of the image (builds first
+#                                      if needed); OPTS are buildah-run options (-e K=V, -v ...)
+#   image.sh size [-t T]               print the image's size
+#   image.sh clean                     remove the cached images, containers and base
+#
+# -t/--target T picks the Containerfile's target: runtime (default; localhost/kswarm:KEY, the
+# operator, worker, simulator and CLI) or dashboard (localhost/kswarm-dashboard:KEY, the same
+# plus the dashboard extra).
 #
 # What it does, each step cached outside the repo in ${KSWARM_CACHE:-$HOME/.cache/kswarm}/image:
-#   1. base: a minimal Debian bookworm with python3 and python3-venv (mmdebstrap), imported into
-#      buildah storage as localhost/kswarm-base:KEY; keyed by the mmdebstrap command.
-#   2. wheelhouse: every dependency's wheel, made on this host with its own pip settings (so the
-#      image build needs no network), keyed by pyproject.toml.
+#   1. bases: a minimal Debian bookworm with python3 and python3-venv (mmdebstrap; without
+#      manuals, docs and translations, as the official slim image), imported into buildah
+#      storage as localhost/kswarm-base:KEY; and the same plus binutils for the build stages,
+#      localhost/kswarm-build-base:KEY; each keyed by its mmdebstrap command.
+#   2. wheelhouse: every dependency's wheel, the dashboard extra's included, made on this host
+#      with its own pip settings (so the image build needs no network), keyed by pyproject.toml.
 #   3. image: the Containerfile built on that base from a staged copy of the package sources
-#      plus the wheelhouse, as localhost/kswarm:KEY; keyed by the Containerfile, the sources,
-#      the base and the wheelhouse. Older localhost/kswarm images are removed.
+#      plus the wheelhouse, as localhost/kswarm:KEY (or kswarm-dashboard:KEY); keyed by the
+#      Containerfile, the sources, the base, the wheelhouse and the target. Older images of the
+#      same target are removed.
 # Needs (Debian packages): buildah, mmdebstrap. Runs as root (mmdebstrap, chroot isolation).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${KSWARM_CACHE:-$HOME/.cache/kswarm}/image"
 # What goes into the build context: the package and what pip needs to build it.
-SOURCES=(Containerfile .containerignore pyproject.toml README.md alembic.ini
+SOURCES=(Containerfile .containerignore pyproject.toml README.md alembic.ini hack/image-prune.sh
   kswarm operator workflows dashboard crds migrations)
-BASE_CMD=(mmdebstrap --variant=minbase --include=python3,python3-venv bookworm)
+# No manuals, docs (but their copyright files) or translations: about 50 MB less, as the
+# official python:3.11-slim-bookworm image leaves them out too.
+SLIM=('--dpkgopt=path-exclude=/usr/share/man/*' '--dpkgopt=path-exclude=/usr/share/info/*'
+  '--dpkgopt=path-exclude=/usr/share/locale/*' '--dpkgopt=path-include=/usr/share/locale/locale.alias'
+  '--dpkgopt=path-exclude=/usr/share/doc/*' '--dpkgopt=path-include=/usr/share/doc/*/copyright')
+BASE_CMD=(mmdebstrap --variant=minbase --include=python3,python3-venv "${SLIM[@]}" bookworm)
+# The build stages' base (BUILD_BASE): the same Python, plus binutils to strip the venv.
+BUILD_BASE_CMD=(mmdebstrap --variant=minbase --include=python3,python3-venv,binutils "${SLIM[@]}"
+  bookworm)
+TARGET=runtime
 
 die() { echo "image.sh: $*" >&2; exit 1; }
 log() { echo "image.sh: $*" >&2; }
@@ -44,8 +61,15 @@ need() {
 
 python_bin() { echo "${PYTHON:-$ROOT/.venv/bin/python}"; }
 
-base_key() { printf '%s\n' "${BASE_CMD[*]}" | sha256sum | cut -c1-16; }
-wheels_key() { cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16; }
+# base_key [build]: the key of the runtime base, or of the build stages' base.
+base_key() {
+  if [[ "${1:-}" == build ]]; then
+    printf '%s\n' "${BUILD_BASE_CMD[*]}" | sha256sum | cut -c1-16
+  else
+    printf '%s\n' "${BASE_CMD[*]}" | sha256sum | cut -c1-16
+  fi
+}
+wheels_key() { sha256sum <"$1/pyproject.toml" | cut -c1-16; }
 
 # The build context: the SOURCES that git tracks or would track (no caches, no venv).
 stage_context() {
@@ -61,49 +85,68 @@ context_key() {
     (cd "$dir" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
       if [[ -L "$f" ]]; then echo "$f -> $(readlink "$f")"; else sha256sum "$f"; fi
     done)
-    echo "base $(base_key) wheels $(wheels_key)"
+    echo "base $(base_key) $(base_key build) wheels $(wheels_key "$dir") target $TARGET"
   } | sha256sum | cut -c1-16
 }
 
+# build_base [build]: the runtime base (localhost/kswarm-base:KEY) or the build stages' base
+# (localhost/kswarm-build-base:KEY), imported from mmdebstrap's tarball; print its name.
 build_base() {
-  local key tar
-  key="$(base_key)"
-  tar="$CACHE/base-$key.tar"
-  if bah inspect --type image "localhost/kswarm-base:$key" >/dev/null 2>&1; then
-    echo "localhost/kswarm-base:$key"; return
+  local key tar name cmd
+  if [[ "${1:-}" == build ]]; then
+    name=kswarm-build-base cmd=("${BUILD_BASE_CMD[@]}")
+  else
+    name=kswarm-base cmd=("${BASE_CMD[@]}")
+  fi
+  key="$(base_key "${1:-}")"
+  tar="$CACHE/${name#kswarm-}-$key.tar"
+  if bah inspect --type image "localhost/$name:$key" >/dev/null 2>&1; then
+    echo "localhost/$name:$key"; return
   fi
   if [[ ! -s "$tar" ]]; then
     need mmdebstrap
-    log "building the base (${BASE_CMD[*]}); about 3 minutes"
-    "${BASE_CMD[@]}" "$tar.tmp" >&2 || { rm -f "$tar.tmp"; die "mmdebstrap failed"; }
-    mv -f "$tar.tmp" "$tar"
+    log "building $name (${cmd[*]}); about 3 minutes"
+    # mmdebstrap picks its output format by the name's extension: .tar for a tarball.
+    "${cmd[@]}" "$tar.part.tar" >&2 || { rm -rf "$tar.part.tar"; die "mmdebstrap failed"; }
+    mv -f "$tar.part.tar" "$tar"
   fi
   local ctr
   ctr="$(bah from scratch)"
   bah add "$ctr" "$tar" / >/dev/null
   bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
-  bah commit -q --rm "$ctr" "localhost/kswarm-base:$key" >/dev/null
-  echo "localhost/kswarm-base:$key"
+  bah commit -q --rm "$ctr" "localhost/$name:$key" >/dev/null
+  echo "localhost/$name:$key"
 }
 
+# build_wheels CTX: the wheelhouse for the staged context CTX's pyproject.toml.
 build_wheels() {
-  local dir
-  dir="$CACHE/wheels-$(wheels_key)"
+  local dir ctx="$1"
+  dir="$CACHE/wheels-$(wheels_key "$ctx")"
   if [[ -f "$dir/.done" ]]; then echo "$dir"; return; fi
   log "making the wheelhouse with this host's pip into $dir"
   rm -rf "$dir" && mkdir -p "$dir"
-  # Every dependency, and setuptools and wheel to build kswarm's own wheel in the image.
-  "$(python_bin)" -P -m pip wheel -q --wheel-dir "$dir" "$ROOT" 'setuptools>=69' wheel >&2 \
+  # Every dependency (the dashboard extra's too: one wheelhouse for both targets), and
+  # setuptools and wheel to build kswarm's own wheel in the image.
+  "$(python_bin)" -P -m pip wheel -q --wheel-dir "$dir" "$ctx[dashboard]" 'setuptools>=69' wheel >&2 \
     || die "pip wheel failed"
   rm -f "$dir"/kswarm-*.whl  # the image builds its own from the staged sources
   touch "$dir/.done"
   echo "$dir"
 }
 
+repo_name() {
+  case "$TARGET" in
+    runtime) echo localhost/kswarm ;;
+    dashboard) echo localhost/kswarm-dashboard ;;
+    *) die "unknown target '$TARGET' (runtime or dashboard)" ;;
+  esac
+}
+
 # image_name DIR: stage the context into DIR; print the image's name for it.
 image_name() {
+  repo_name >/dev/null
   stage_context "$1"
-  echo "localhost/kswarm:$(context_key "$1")"
+  echo "$(repo_name):$(context_key "$1")"
 }
 
 cmd_build() {
@@ -111,25 +154,27 @@ cmd_build() {
   mkdir -p "$CACHE"
   exec 9>"$CACHE/.lock"
   flock 9
-  local image base wheels ctx start
-  ctx="$CACHE/context"
+  local image base build_base wheels ctx start
+  ctx="$CACHE/context-$TARGET"
   image="$(image_name "$ctx")"
   if bah inspect --type image "$image" >/dev/null 2>&1; then
     rm -rf "$ctx"; exec 9>&-; echo "$image"; return
   fi
   start=$SECONDS
   base="$(build_base)"
-  wheels="$(build_wheels)"
+  build_base="$(build_base build)"
+  wheels="$(build_wheels "$ctx")"
   cp -al "$wheels" "$ctx/.wheelhouse" 2>/dev/null || cp -a "$wheels" "$ctx/.wheelhouse"
   log "building $image on $base"
   bah bud --isolation chroot --network host --pull-never --layers=false \
-    --build-arg "BASE=$base" --build-arg WHEELHOUSE=.wheelhouse \
-    --target runtime -f "$ctx/Containerfile" -t "$image" "$ctx" >&2 \
+    --build-arg "BASE=$base" --build-arg "BUILD_BASE=$build_base" \
+    --build-arg WHEELHOUSE=.wheelhouse \
+    --target "$TARGET" -f "$ctx/Containerfile" -t "$image" "$ctx" >&2 \
     || die "buildah bud failed"
   rm -rf "$ctx"
-  # One kswarm image at a time: vfs keeps a full copy of every layer.
+  # One image per target at a time: vfs keeps a full copy of every layer.
   local old
-  for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/kswarm:' || true); do
+  for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep "^$(repo_name):" || true); do
     [[ "$old" == "$image" ]] || bah rmi -f "$old" >/dev/null 2>&1 || true
   done
   bah rmi --prune >/dev/null 2>&1 || true
@@ -191,14 +236,22 @@ cmd_clean() {
   rm -rf "$CACHE"
 }
 
+# Each command's leading -t/--target T option sets TARGET; the rest are the command's.
 main() {
+  local command="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  if [[ "${1:-}" == -t || "${1:-}" == --target ]]; then
+    [[ $# -ge 2 ]] || die "$1 needs a target: runtime or dashboard"
+    TARGET="$2"; shift 2
+  fi
+  set -- "$command" "$@"
   case "${1:-}" in
     build) shift; cmd_build "$@" ;;
     name) shift; cmd_name "$@" ;;
     run) shift; cmd_run "$@" ;;
     size) shift; cmd_size "$@" ;;
     clean) shift; cmd_clean "$@" ;;
-    *) die "usage: image.sh {build|name|run [OPTS] -- CMD...|size|clean}" ;;
+    *) die "usage: image.sh {build|name|run [OPTS] -- CMD...|size|clean} (after the command: -t runtime|dashboard)" ;;
   esac
 }
 

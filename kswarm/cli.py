@@ -99,7 +99,23 @@ def _cmd_operator(ns: argparse.Namespace) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
+DASHBOARD_INSTALL_HINT = "pip install 'kswarm[dashboard]'"
+"""What installs the dashboard's dependencies (streamlit, plotly): an extra, left out of the
+operator's and worker's image."""
+
+
 def _cmd_dashboard(ns: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in ("streamlit", "plotly") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f"kswarm dashboard: error: {' and '.join(missing)} not installed: the dashboard is "
+            f"an extra: {DASHBOARD_INSTALL_HINT} (or run the image "
+            "ghcr.io/kswarm/kswarm-dashboard)",
+            file=sys.stderr,
+        )
+        return 2
     from kswarm.dashboard import main as dashboard_main
 
     return int(dashboard_main(ns.streamlit_args))
@@ -172,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     operator = sub.add_parser("operator", help="the Kubernetes operator (kopf)")
     operator.set_defaults(func=_cmd_operator)
 
-    dashboard = sub.add_parser("dashboard", help="the Streamlit dashboard")
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="the Streamlit dashboard",
+        description=f"The Streamlit dashboard over the ledger. An extra: {DASHBOARD_INSTALL_HINT}",
+    )
     dashboard.add_argument("streamlit_args", nargs="*", help="extra arguments for streamlit")
     dashboard.set_defaults(func=_cmd_dashboard)
 

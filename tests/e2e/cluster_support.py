@@ -16,13 +16,13 @@ TESTCP = REPO / "hack" / "testcp" / "testcp.sh"
 CRDS = REPO / "crds"
 
 
-def built(script: Path, timeout: float) -> str:
-    """What ``bash SCRIPT build`` prints last (the built thing), building it now unless its
-    cache has it; the test fails with the script's error output otherwise."""
+def built(script: Path, timeout: float, *args: str) -> str:
+    """What ``bash SCRIPT build ARGS...`` prints last (the built thing), building it now unless
+    its cache has it; the test fails with the script's error output otherwise."""
     import pytest
 
     done = subprocess.run(
-        ["bash", str(script), "build"],
+        ["bash", str(script), "build", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -140,12 +140,44 @@ def test_values_change_what_they_name(helm: list[str]) -> None:
     }
 
 
+def test_the_dashboard_runs_its_own_image_with_the_release_tag(helm: list[str]) -> None:
+    """The dashboard's image is the kswarm image plus the dashboard extra: its own repository,
+    and the tag of ``image.tag`` unless ``dashboard.image.tag`` names one."""
+
+    def containers(*sets: str) -> dict[str, dict[str, Any]]:
+        return {
+            o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]
+            for o in template(helm, *[a for s in sets for a in ("--set", s)])
+            if o["kind"] == "Deployment"
+        }
+
+    def images(*sets: str) -> dict[str, str]:
+        return {name: c["image"] for name, c in containers(*sets).items()}
+
+    default = images()
+    assert default["kswarm-dashboard"] == "ghcr.io/kswarm/kswarm-dashboard:0.1.0"
+    assert default["kswarm-operator"] == default["kswarm-worker"] == "ghcr.io/kswarm/kswarm:0.1.0"
+    tagged = images("image.repository=registry.example/kswarm,image.tag=9.9.9")
+    assert tagged["kswarm-dashboard"] == "ghcr.io/kswarm/kswarm-dashboard:9.9.9"
+    assert tagged["kswarm-worker"] == "registry.example/kswarm:9.9.9"
+    own = images(
+        "image.tag=9.9.9,image.pullPolicy=Always",
+        "dashboard.image.repository=registry.example/dash,dashboard.image.tag=1.2.3",
+    )
+    assert own["kswarm-dashboard"] == "registry.example/dash:1.2.3"
+    assert own["kswarm-worker"] == "ghcr.io/kswarm/kswarm:9.9.9"
+    pulled = containers("image.pullPolicy=Always")
+    assert pulled["kswarm-dashboard"]["imagePullPolicy"] == "Always"
+    assert "imagePullPolicy" not in containers()["kswarm-dashboard"]
+
+
 @pytest.mark.parametrize(
     ("setting", "field"),
     [
         ("worker.replicas=-1", "/worker/replicas"),
         ("worker.replica=2", "'replica'"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("dashboard.image.repository=", "/dashboard/image/repository"),
         ("temporal.address=no-port", "/temporal/address"),
         ("poolSecrets[0].namespace=team", "secretNames"),
     ],

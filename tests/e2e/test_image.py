@@ -1,4 +1,5 @@
-"""The container image runs kswarm: its operator, worker, simulator and ledger migrations.
+"""The container images run kswarm: its operator, worker, simulator and ledger migrations from
+the default target, the dashboard from the dashboard target.
 
 ``hack/image.sh build`` builds the Containerfile (cached by its inputs) and every kswarm process
 here runs from that image with ``buildah run`` (host network), the way deploy/ runs them:
@@ -59,17 +60,26 @@ def image() -> str:
     return built(IMAGE_SH, BUILD_TIMEOUT_S)
 
 
+@pytest.fixture(scope="module")
+def dashboard_image() -> str:
+    """The dashboard target's image (the default image plus the dashboard extra)."""
+    return built(IMAGE_SH, BUILD_TIMEOUT_S, "--target", "dashboard")
+
+
 def in_image(
-    *command: str, env: dict[str, str] | None = None, mounts: tuple[Path, ...] = ()
+    *command: str,
+    env: dict[str, str] | None = None,
+    mounts: tuple[Path, ...] = (),
+    target: str = "runtime",
 ) -> list[str]:
-    """The command line that runs ``command`` in a fresh container of the image, with ``env``
-    set and each of ``mounts`` bound at the same path (read-only)."""
+    """The command line that runs ``command`` in a fresh container of the image of ``target``,
+    with ``env`` set and each of ``mounts`` bound at the same path (read-only)."""
     opts: list[str] = []
     for key, value in (env or {}).items():
         opts += ["-e", f"{key}={value}"]
     for path in mounts:
         opts += ["-v", f"{path}:{path}:ro"]
-    return ["bash", str(IMAGE_SH), "run", *opts, "--", *command]
+    return ["bash", str(IMAGE_SH), "run", "--target", target, *opts, "--", *command]
 
 
 class Contained:
@@ -160,6 +170,76 @@ def test_the_image_runs_as_user_10001_without_pip_or_compilers(image: str) -> No
     lines = done.stdout.split()
     assert lines[:3] == ["10001", "10001", "/opt/kswarm/bin/kswarm"], done.stdout
     assert not [x for x in lines if x.rsplit("/", 1)[-1] in {"pip", "pip3", "gcc", "cc"}]
+
+
+def test_the_default_image_leaves_the_dashboard_out_and_names_the_extra(image: str) -> None:
+    """Streamlit and its data stack (pandas, pyarrow, numpy) are the dashboard image's only."""
+    done = subprocess.run(
+        in_image("kswarm", "dashboard"), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'kswarm[dashboard]'" in done.stderr
+    probe = subprocess.run(
+        in_image(
+            "python3", "-c",
+            "import importlib.util as u; "
+            "print(*[m for m in ('streamlit', 'pandas', 'pyarrow', 'numpy', 'plotly') "
+            "if u.find_spec(m)])",
+        ),
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert probe.stdout.split() == []
+
+
+def test_the_dashboard_image_serves_the_dashboard(
+    dashboard_image: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """``kswarm dashboard`` from the dashboard image answers Streamlit's health check and
+    serves the app's page, reading a ledger at head (as deploy/'s Deployment runs it)."""
+    database_url = fresh_database(postgres_url)
+    assert db_upgrade_in_image(database_url).returncode == 0
+    port = free_port()
+    dash = Contained(
+        "kswarm dashboard",
+        in_image(
+            "kswarm", "dashboard",
+            env={
+                "KSWARM_DATABASE_URL": database_url,
+                "KSWARM_DASHBOARD_PORT": str(port),
+                "KSWARM_DASHBOARD_ADDRESS": "127.0.0.1",
+            },
+            target="dashboard",
+        ),
+        tmp_path / "dashboard.log",
+    )  # fmt: skip
+    try:
+        wait_for(
+            "the dashboard from the image to answer /_stcore/health",
+            lambda: (dash.assert_alive(), http_ok(f"http://127.0.0.1:{port}/_stcore/health"))[1],
+            timeout=180,
+            every=0.5,
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert "<title>Streamlit</title>" in r.read().decode()
+        dash.assert_alive()
+    finally:
+        dash.stop()
+    assert "Traceback" not in dash.tail(), dash.tail()
+    # The app's first page, rendered by Streamlit's own app test in the image: every import of
+    # the pruned venv works and the page reads the (empty) ledger.
+    page = subprocess.run(
+        in_image(
+            "python3", "-c",
+            "import kswarm.dashboard as d; from streamlit.testing.v1 import AppTest; "
+            "at = AppTest.from_file(str(d.APP), default_timeout=120).run(); "
+            "print([e.message for e in at.exception]); print(at.title[0].value)",
+            env={"KSWARM_DATABASE_URL": database_url},
+            target="dashboard",
+        ),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert page.returncode == 0, page.stderr
+    assert page.stdout.splitlines()[-2:] == ["[]", "Swarm jobs"], page.stdout
 
 
 def test_kswarm_db_upgrade_from_the_image_brings_an_empty_ledger_to_head(

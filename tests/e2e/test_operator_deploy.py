@@ -48,14 +48,15 @@ def test_the_components_run_the_kswarm_image_with_the_database_url_from_a_secret
     deployments = {
         d["metadata"]["name"]: d for d in rendered(control_plane) if d["kind"] == "Deployment"
     }
-    for name, command in (
-        ("kswarm-operator", ["kswarm", "operator"]),
-        ("kswarm-worker", ["kswarm", "worker"]),
-        ("kswarm-dashboard", ["kswarm", "dashboard"]),
+    for name, command, image in (
+        ("kswarm-operator", ["kswarm", "operator"], "ghcr.io/kswarm/kswarm:0.1.0"),
+        ("kswarm-worker", ["kswarm", "worker"], "ghcr.io/kswarm/kswarm:0.1.0"),
+        # The dashboard's image adds the dashboard extra (Streamlit) to the kswarm image.
+        ("kswarm-dashboard", ["kswarm", "dashboard"], "ghcr.io/kswarm/kswarm-dashboard:0.1.0"),
     ):
         pod = deployments[name]["spec"]["template"]["spec"]
         (c,) = pod["containers"]
-        assert c["image"] == "ghcr.io/kswarm/kswarm:0.1.0"
+        assert c["image"] == image
         assert c["command"] == command
         env = {e["name"]: e for e in c["env"]}
         assert env["KSWARM_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kswarm-database"

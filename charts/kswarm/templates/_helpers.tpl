@@ -17,6 +17,11 @@ app.kubernetes.io/part-of: kswarm
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{/* The dashboard's image: the kswarm image plus the dashboard extra. */}}
+{{- define "kswarm.dashboardImage" -}}
+{{ .Values.dashboard.image.repository }}:{{ .Values.dashboard.image.tag | default .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
 {{/* The container fields every kswarm container shares: image and pull policy. */}}
 {{- define "kswarm.containerImage" -}}
 image: {{ include "kswarm.image" . }}
