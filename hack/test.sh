@@ -43,7 +43,7 @@ bash hack/testcp/testcp.sh build
 step "helm (built once from its Go module and cached outside the repo)"
 bash hack/helm.sh build
 
-step "container image (buildah + a local Debian base; cached by its inputs)"
+step "container images, default and dashboard (buildah + a local Debian base; cached by their inputs)"
 for tool in buildah mmdebstrap; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
@@ -55,6 +55,7 @@ for tool in buildah mmdebstrap; do
   fi
 done
 bash hack/image.sh build
+bash hack/image.sh build -t dashboard
 
 step "PostgreSQL"
 pgdir=$(mktemp -d)
