@@ -362,10 +362,12 @@ def status_fields(
 
 
 def final_fields(
-    final: Mapping[str, Any], old: Mapping[str, Any], *, now: datetime
+    final: Mapping[str, Any], old: Mapping[str, Any], *, now: datetime, still_waiting: bool
 ) -> dict[str, Any]:
-    """What a job's final status adds: no call waits any more (the ledger may still hold
-    ``awaiting`` rows of a job that ended while they waited)."""
+    """What a job's final status adds: no call waits any more. ``still_waiting``: the ledger
+    still holds ``awaiting`` rows of the job, which ended while they waited (``JobEnded``);
+    otherwise every call was decided (``Decided``), also when the job ended before a status
+    pass saw the decisions."""
     conditions: Iterable[Mapping[str, Any]] = final.get("conditions") or []
     cond = next((c for c in conditions if c.get("type") == CONDITION), None)
     if cond is None and not old.get("pendingApprovals"):
@@ -373,10 +375,10 @@ def final_fields(
     update = {
         "type": CONDITION,
         "status": "False",
-        "reason": "Decided" if cond is not None and cond.get("status") == "False" else "JobEnded",
-        "message": "no tool call waits for a decision"
-        if cond is not None and cond.get("status") == "False"
-        else f"the job ended ({final.get('phase')}) while tool calls waited for a decision",
+        "reason": "JobEnded" if still_waiting else "Decided",
+        "message": f"the job ended ({final.get('phase')}) while tool calls waited for a decision"
+        if still_waiting
+        else "no tool call waits for a decision",
     }
     return {
         "pendingApprovals": [],

@@ -111,7 +111,9 @@ async def _follow(
     ledger = await rt.ledger()
     if ledger is None:
         raise RuntimeError("the ledger is unavailable; the final status waits for its counters")
-    ended, totals = await asyncio.gather(handle.describe(), ledger.job_counters(uid))
+    ended, totals, waiting = await asyncio.gather(
+        handle.describe(), ledger.job_counters(uid), ledger.awaiting_tool_calls(uid)
+    )
     if closed is not None and closed.result is not None:
         result = closed.result
     else:
@@ -124,7 +126,9 @@ async def _follow(
         now=rt.now(),
         generation=generation,
     )
-    final.update(approvals.final_fields(final, reporter.last, now=rt.now()))
+    final.update(
+        approvals.final_fields(final, reporter.last, now=rt.now(), still_waiting=bool(waiting))
+    )
     unseen = result.subagents_spawned - reporter.spawned_seen()
     await reporter.write(final)
     if unseen > 0:  # a short job can end before a live pass sees its spawns

@@ -135,9 +135,21 @@ def test_the_message_names_ten_calls_and_counts_the_rest() -> None:
 def test_a_job_that_ends_while_calls_wait_ends_with_none_waiting() -> None:
     live = status_fields([row("single", 1, 0)], {}, name="j", now=NOW)
     final = {"phase": "Failed", "conditions": live["conditions"]}
-    out = final_fields(final, live, now=NOW)
+    out = final_fields(final, live, now=NOW, still_waiting=True)
     assert out["pendingApprovals"] == []
     cond = next(c for c in out["conditions"] if c["type"] == CONDITION)
     assert (cond["status"], cond["reason"]) == ("False", "JobEnded")
     assert "(Failed)" in cond["message"]
-    assert final_fields({"phase": "Succeeded", "conditions": []}, {}, now=NOW) == {}
+    empty = {"phase": "Succeeded", "conditions": []}
+    assert final_fields(empty, {}, now=NOW, still_waiting=False) == {}
+
+
+def test_a_job_that_ends_before_a_pass_sees_its_decisions_ends_decided() -> None:
+    """The last live pass saw calls waiting; they were decided and the job finished before
+    the next pass: the ledger has no waiting call, so the reason is Decided, not JobEnded."""
+    live = status_fields([row("single", 1, 0)], {}, name="j", now=NOW)
+    final = {"phase": "Succeeded", "conditions": live["conditions"]}
+    out = final_fields(final, live, now=NOW, still_waiting=False)
+    cond = next(c for c in out["conditions"] if c["type"] == CONDITION)
+    assert (cond["status"], cond["reason"]) == ("False", "Decided")
+    assert out["pendingApprovals"] == []
