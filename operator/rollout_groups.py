@@ -36,17 +36,16 @@ from datetime import datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kswarm.errors import SpecError
 from kswarm.ledger import JobCounters, Ledger
 from kswarm.operator import status as job_status
+from kswarm.operator import workflow_runs as runs
 from kswarm.operator.workflow_runs import Started
 from kswarm.rollouts.groups import sample_uid
 from kswarm.spec import RolloutSpec, SwarmJobSpec
 from kswarm.tools.control import STEERING_TOOLS
-from kswarm.workflows import TASK_QUEUE, RolloutInput, RolloutResult, RolloutWorkflow
+from kswarm.workflows import RolloutInput, RolloutResult, RolloutWorkflow
 
 __all__ = [
     "Totals",
@@ -117,21 +116,7 @@ def handle_for(
 
 async def start_once(client: Client, inp: RolloutInput) -> Started:
     """Start the group's workflow unless a run of its id exists (open or closed)."""
-    try:
-        handle = await client.start_workflow(
-            RolloutWorkflow.run,
-            inp,
-            id=inp.workflow_id,
-            task_queue=TASK_QUEUE,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-    except WorkflowAlreadyStartedError:
-        desc = await client.get_workflow_handle(inp.workflow_id).describe()
-        log.info("group exists workflow_id=%s run_id=%s", inp.workflow_id, desc.run_id)
-        return Started(inp.workflow_id, desc.run_id, desc.start_time, created=False)
-    log.info("group started workflow_id=%s run_id=%s", inp.workflow_id, handle.result_run_id)
-    return Started(inp.workflow_id, handle.result_run_id, None, created=True)
+    return await runs.start_once(client, inp, workflow=RolloutWorkflow.run)
 
 
 # --------------------------------------------------------------------------- pure status

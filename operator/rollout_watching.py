@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -21,11 +21,10 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, Wor
 from kswarm.operator import rollout_groups as groups
 from kswarm.operator import status as job_status
 from kswarm.operator import workflow_runs as runs
-from kswarm.operator.bodies import SwarmJobStatus
 from kswarm.operator.kube import KubeNotFound
 from kswarm.operator.runtime import Runtime, runtime_of
 from kswarm.operator.swarmjobs import plain
-from kswarm.operator.watching import Reporter
+from kswarm.operator.watching import Reporter, follow_until_final, started_workflow
 from kswarm.workflows import RolloutResult, RolloutWorkflow
 
 __all__ = ["watch_group"]
@@ -53,35 +52,20 @@ async def watch_group(
 ) -> None:
     """Daemon: write a running group's progress until it ends, then its final status."""
     rt = runtime_of(memo)
-    interval = rt.config.status_interval
-    seen = cast(SwarmJobStatus, status)  # a live view: the start handler fills it in
-    while not seen.get("workflowId"):
-        if seen.get("phase") in job_status.TERMINAL_PHASES or await stopped.wait(interval):
-            return
-    if seen.get("phase") in job_status.TERMINAL_PHASES:
+    wid = await started_workflow(status, stopped, rt.config.status_interval)
+    if wid is None:
         return
     reporter = Reporter(rt, body, namespace, name, dict(plain(status)))
-    wid = seen["workflowId"]
     samples = int(spec["rollout"]["samples"])
-    while not stopped:
-        try:
-            if await _follow(rt, reporter, stopped, wid, uid, samples, meta.get("generation")):
-                return
-        except KubeNotFound:
-            log.info("job gone namespace=%s name=%s", namespace, name)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # Temporal, ledger or API hiccup: keep watching
-            log.warning(
-                "group status pass failed namespace=%s name=%s error=%s: %s",
-                namespace,
-                name,
-                type(e).__name__,
-                e,
-                exc_info=log.isEnabledFor(logging.DEBUG),
-            )
-        await stopped.wait(interval)
+    generation = meta.get("generation")
+    await follow_until_final(
+        lambda: _follow(rt, reporter, stopped, wid, uid, samples, generation),
+        stopped,
+        rt.config.status_interval,
+        what="group status",
+        namespace=namespace,
+        name=name,
+    )
 
 
 async def _follow(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -27,7 +27,7 @@ from kswarm.operator.runtime import Runtime, runtime_of
 from kswarm.operator.swarmjobs import GROUP, PLURAL, VERSION, plain
 from kswarm.workflows import SwarmJobResult
 
-__all__ = ["Reporter", "watch_job"]
+__all__ = ["Reporter", "follow_until_final", "started_workflow", "watch_job"]
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +49,50 @@ async def watch_job(
     ended before), and leaves early, between two passes, when kopf asks it to stop.
     """
     rt = runtime_of(memo)
-    interval = rt.config.status_interval
+    wid = await started_workflow(status, stopped, rt.config.status_interval)
+    if wid is None:
+        return
+    reporter = Reporter(rt, body, namespace, name, dict(plain(status)), memo)
+    generation = meta.get("generation")
+    await follow_until_final(
+        lambda: _follow(rt, reporter, stopped, wid, uid, name, generation),
+        stopped,
+        rt.config.status_interval,
+        what="status",
+        namespace=namespace,
+        name=name,
+    )
+
+
+async def started_workflow(
+    status: kopf.Status, stopped: kopf.DaemonStopped, interval: float
+) -> str | None:
+    """The job's workflow id once its start handler has written it; ``None`` when the job has
+    ended (before or instead) or kopf stops the daemon first."""
     seen = cast(SwarmJobStatus, status)  # a live view: the start handler fills it in
     while not seen.get("workflowId"):
         if seen.get("phase") in job_status.TERMINAL_PHASES or await stopped.wait(interval):
-            return
+            return None
     if seen.get("phase") in job_status.TERMINAL_PHASES:
-        return
-    reporter = Reporter(rt, body, namespace, name, dict(plain(status)), memo)
-    wid = seen["workflowId"]
+        return None
+    return seen["workflowId"]
+
+
+async def follow_until_final(
+    follow: Callable[[], Awaitable[bool]],
+    stopped: kopf.DaemonStopped,
+    interval: float,
+    *,
+    what: str,
+    namespace: str,
+    name: str,
+) -> None:
+    """Run ``follow`` every ``interval`` until it returns ``True`` (the final status is
+    written), the object is gone or kopf stops the daemon; a failed pass (Temporal, the
+    ledger or the API server) is logged and the next one tries again."""
     while not stopped:
         try:
-            if await _follow(rt, reporter, stopped, wid, uid, name, meta.get("generation")):
+            if await follow():
                 return
         except KubeNotFound:
             log.info("job gone namespace=%s name=%s", namespace, name)
@@ -69,7 +101,8 @@ async def watch_job(
             raise
         except Exception as e:  # Temporal, ledger or API hiccup: keep watching
             log.warning(
-                "status pass failed namespace=%s name=%s error=%s: %s",
+                "%s pass failed namespace=%s name=%s error=%s: %s",
+                what,
                 namespace,
                 name,
                 type(e).__name__,

@@ -26,7 +26,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from kswarm.ledger import Ledger
-from kswarm.workflows import TASK_QUEUE, JobStatus, SwarmJobInput, SwarmJobResult, SwarmWorkflow
+from kswarm.workflows import (
+    TASK_QUEUE,
+    JobStatus,
+    RolloutInput,
+    SwarmJobInput,
+    SwarmJobResult,
+    SwarmWorkflow,
+)
 
 __all__ = [
     "Closed",
@@ -71,11 +78,14 @@ class Started:
     """``True`` when this call started the run; ``False`` when it already existed."""
 
 
-async def start_once(client: Client, inp: SwarmJobInput) -> Started:
-    """Start the job's workflow unless a run of its id exists (open or closed)."""
+async def start_once(
+    client: Client, inp: SwarmJobInput | RolloutInput, *, workflow: Any = SwarmWorkflow.run
+) -> Started:
+    """Start the job's workflow (``workflow``: a job's by default, or a rollout group's) unless
+    a run of its id exists (open or closed)."""
     try:
         handle = await client.start_workflow(
-            SwarmWorkflow.run,
+            workflow,
             inp,
             id=inp.workflow_id,
             task_queue=TASK_QUEUE,
