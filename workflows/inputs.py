@@ -209,6 +209,9 @@ class ModelStepInput:
     profile: str = "swarm"
     final_turn: bool = False
     """Ask for an answer without tool calls (budget or step limit reached)."""
+    finish_agent: bool = False
+    """When this step's answer ends the agent, store its end (status, answer) in the step's own
+    write: the workflow then runs no ``finish_agent`` (``agent_finished`` says so)."""
 
 
 @dataclass
@@ -233,6 +236,8 @@ class ModelStepResult:
     """Messages of old steps context management left out of this step's prompt."""
     refusal: str | None = None
     """The model declined the task (the OpenAI ``refusal`` field): the agent ends Failed."""
+    agent_finished: bool = False
+    """The step stored the agent's end (``finish_agent`` asked for, and the step is final)."""
 
 
 @dataclass

@@ -27,15 +27,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from kswarm.errors import KswarmError
-from kswarm.ledger import ModelCallRecord
+from kswarm.ledger import AgentEnd, ModelCallRecord
 from kswarm.llm.chats import Attempt, ChatRequest
 from kswarm.llm.content_calls import calls_from_content
 from kswarm.llm.errors import LLMError, context_overflow
 from kswarm.llm.pacing import RetryPolicy
 from kswarm.llm.pools import PoolConfig
-from kswarm.spec import ContextSpec, Limits, RolloutSpec, parse_spec
+from kswarm.spec import ContextSpec, Limits, Phase, RolloutSpec, parse_spec
 from kswarm.telemetry import metrics, tracing
 from kswarm.tools import control as ctl
+from kswarm.workflows.bookkeeping import answer_call
 from kswarm.workflows.inputs import ModelStepInput, ModelStepResult, ToolCallRef
 from kswarm.workflows.prompts import (
     ContextFit,
@@ -130,6 +131,17 @@ class ModelStepActivities(ActivityResources):
                 if r["status"] == "pending":
                     r.update(status="refused", error=f"not run: {stop_reason}", budgeted=False)
         refusal = assistant.get("refusal") or None
+        # A final answer ends the agent as its workflow would: Failed with the stop reason when
+        # there is one, else Succeeded (a refusal, and an agent ended by its step limit or a
+        # budget, still end through ``finish_agent``).
+        finish = None
+        if inp.finish_agent and final and not refusal:
+            answer = answer_call(assistant)
+            finish = AgentEnd(
+                status=Phase.FAILED if stop_reason else Phase.SUCCEEDED,
+                answer=str(assistant.get("content") or "") if answer is None else answer,
+                error=stop_reason,
+            )
         stored, total_tokens = await self.ledger.record_model_step(
             job_uid=inp.job_uid,
             agent_id=inp.agent_id,
@@ -140,6 +152,7 @@ class ModelStepActivities(ActivityResources):
             max_tool_calls=inp.max_tool_calls,
             input_tokens=usage[0],
             output_tokens=usage[1],
+            finish=finish,
         )
         budget: str | None = None
         if any((r.get("error") or "").endswith("maxToolCalls") for r in stored):
@@ -180,6 +193,7 @@ class ModelStepActivities(ActivityResources):
             context_masked=int(meta.get("masked", 0)),
             context_dropped=int(meta.get("dropped", 0)),
             refusal=str(refusal) if refusal else None,
+            agent_finished=finish is not None,
         )
 
     async def _job_settings(self, job_uid: str) -> _JobSettings:

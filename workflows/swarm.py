@@ -100,6 +100,11 @@ TOOL_APPROVAL = "tool-approval-v1"
 """Patch id: calls of ``requireApproval`` tools wait for the ``decide_tool_call`` signal."""
 
 
+FINISH_IN_STEP = "finish-in-step-v1"
+"""Patch id: a sub-agent's final model step stores the agent's end in its own write (before
+it, a ``finish_agent`` local activity after every sub-agent's last step)."""
+
+
 class Approvals:
     """An agent workflow's decisions on its calls that wait for a person."""
 
@@ -237,7 +242,7 @@ class SubagentWorkflow:
             agent_id=inp.agent_id, status=Phase.RUNNING, steps=0, tool_calls=0, model_seconds=0.0
         )
         try:
-            final_turn = False
+            final_turn = finished = False
             for step in range(1, inp.max_steps + 1):
                 r = await _model_step(
                     ModelStepInput(
@@ -253,8 +258,10 @@ class SubagentWorkflow:
                         retry=inp.retry,
                         stage=inp.stage,
                         final_turn=final_turn or step == inp.max_steps,
+                        finish_agent=workflow.patched(FINISH_IN_STEP),
                     )
                 )
+                finished = r.agent_finished
                 self._steps = result.steps = step
                 result.model_seconds += r.model_seconds
                 result.context_masked += r.context_masked
@@ -278,6 +285,8 @@ class SubagentWorkflow:
                     result.budget_exhausted = r.budget_exhausted
                     final_turn = True
             result.status = Phase.FAILED if result.error else Phase.SUCCEEDED
+            if finished:
+                return result  # the final step stored the agent's end
         except (asyncio.CancelledError, ActivityError) as e:
             if not is_cancelled_exception(e):
                 result.status, result.error = Phase.FAILED, str(getattr(e, "cause", None) or e)

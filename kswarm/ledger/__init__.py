@@ -1,6 +1,7 @@
 """The ledger: every job, agent, message, model call and tool call, recorded exactly once."""
 
 from kswarm.ledger.records import (
+    AgentEnd,
     AgentRecord,
     JobCounters,
     ModelCallRecord,
@@ -11,6 +12,7 @@ from kswarm.ledger.records import (
 from kswarm.ledger.repository import Ledger
 
 __all__ = [
+    "AgentEnd",
     "AgentRecord",
     "JobCounters",
     "Ledger",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AgentEnd",
     "AgentRecord",
     "JobCounters",
     "ModelCallRecord",
@@ -26,6 +27,15 @@ class ToolCallKey:
 
     def __str__(self) -> str:
         return f"{self.agent_id}/{self.step}/{self.index}"
+
+
+@dataclass(frozen=True)
+class AgentEnd:
+    """How an agent ended, stored with the model step that ended it."""
+
+    status: str
+    answer: str
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from kswarm.errors import LedgerUnavailable
 from kswarm.ledger import claims, engines, models, tool_calls, tool_results, writing
 from kswarm.ledger.records import (
+    AgentEnd,
     AgentRecord,
     JobCounters,
     ModelCallRecord,
@@ -102,6 +103,17 @@ class _StepStatements:
             update(_AGENTS)
             .where(_AGENTS.c.id == bindparam("agent_id"))
             .values(steps=bindparam("n_steps"))
+        )
+        self.agent_end = (
+            update(_AGENTS)
+            .where(_AGENTS.c.id == bindparam("agent_id"))
+            .values(
+                steps=bindparam("n_steps"),
+                status=bindparam("end_status"),
+                answer=bindparam("end_answer"),
+                error=bindparam("end_error"),
+                finished_at=bindparam("end_at"),
+            )
         )
         self.model_call = insert(_MODEL_CALLS).on_conflict_do_nothing(
             index_elements=["agent_id", "step", "attempt"]
@@ -437,14 +449,10 @@ class Ledger:
             }
             for i, m in enumerate(messages)
         ]
-        stmt = (
-            self._insert(models.Message)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["agent_id", "seq"])
-        )
+        stmt = self._step.messages  # compiled once; a VALUES list per call compiled each time
 
         async def op(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
+            await conn.execute(stmt, rows)
 
         await self._writer.submit(op)
 
@@ -595,8 +603,10 @@ class Ledger:
         max_tool_calls: int | None,
         input_tokens: int = 0,
         output_tokens: int = 0,
+        finish: AgentEnd | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Store one model step atomically: its messages, its tool calls, their budget.
+        """Store one model step atomically: its messages, its tool calls, their budget and,
+        with ``finish``, the agent's end (the step was its last).
 
         ``tool_calls`` are dicts with ``index``, ``tool``, ``arguments``, ``call_id``,
         ``status`` (``pending`` for calls to run, ``refused``/``succeeded`` for calls decided
@@ -687,7 +697,13 @@ class Ledger:
                 await conn.execute(st.messages, rows)
             if values:
                 await conn.execute(st.tool_calls, values)
-            await conn.execute(st.agent_steps, {"agent_id": agent_id, "n_steps": step})
+            agent: dict[str, Any] = {"agent_id": agent_id, "n_steps": step}
+            if finish is None:
+                await conn.execute(st.agent_steps, agent)
+            else:
+                end: dict[str, Any] = {"end_status": finish.status, "end_answer": finish.answer}
+                end |= {"end_error": finish.error, "end_at": now}
+                await conn.execute(st.agent_end, agent | end)
             return out, spent if spent is not None else await tokens(conn)
 
         return await self._writer.submit(op)
