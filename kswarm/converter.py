@@ -7,7 +7,8 @@ decoding activity inputs in the worker's profile. :class:`CachedHintsConverter` 
 conversion with the hints resolved once per class, and :func:`data_converter` installs it in
 a client's data converter (kswarm's clients get it through their Temporal plugin). Values
 decode to exactly what the default converter gives; anything that is not a dataclass is left
-to it.
+to it. Encoding is Temporal's too, without its deep copy of every dataclass
+(:class:`FieldsJSONEncoder`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typing
 from typing import Any
 
 from temporalio.converter import (
+    AdvancedJSONEncoder,
     CompositePayloadConverter,
     DataConverter,
     DefaultPayloadConverter,
@@ -28,7 +30,13 @@ from temporalio.converter import (
 )
 from temporalio.plugin import SimplePlugin
 
-__all__ = ["CachedHintsConverter", "ConverterPlugin", "PayloadConverter", "data_converter"]
+__all__ = [
+    "CachedHintsConverter",
+    "ConverterPlugin",
+    "FieldsJSONEncoder",
+    "PayloadConverter",
+    "data_converter",
+]
 
 _Field = tuple[str, Any, bool]
 
@@ -80,11 +88,35 @@ class PayloadConverter(CompositePayloadConverter):
         super().__init__(*_encoding_converters())
 
 
+class FieldsJSONEncoder(AdvancedJSONEncoder):
+    """Temporal's JSON encoder, with dataclasses encoded field by field.
+
+    Temporal's encoder turns a dataclass into a dict with ``dataclasses.asdict``, which
+    deep-copies every value on the way (each nested dict, list and dataclass) only for the
+    encoder to walk the copy once more: in a 100-agent swarm that copying was a sizeable share
+    of the worker's CPU for activity inputs and results. Here a dataclass becomes a dict of its
+    fields as they are and the encoder walks into nested values itself; the JSON is the same,
+    byte for byte.
+    """
+
+    def default(self, o: Any) -> Any:
+        cls = type(o)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            if not (dataclasses.is_dataclass(o) and not isinstance(o, type)):
+                return super().default(o)
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(o))
+        return {name: getattr(o, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 @functools.cache
 def _encoding_converters() -> tuple[EncodingPayloadConverter, ...]:
     hints = CachedHintsConverter()
     return tuple(
-        JSONPlainPayloadConverter(custom_type_converters=[hints])
+        JSONPlainPayloadConverter(encoder=FieldsJSONEncoder, custom_type_converters=[hints])
         if isinstance(c, JSONPlainPayloadConverter)
         else c
         for c in DefaultPayloadConverter.default_encoding_payload_converters

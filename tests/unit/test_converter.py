@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from kswarm.converter import PayloadConverter, data_converter
 from kswarm.spec import RetrySpec, parse_manifest
 from kswarm.telemetry.interceptors import temporal_plugins
 from kswarm.workflows import inputs as wi
+from kswarm.workflows.approvals import ApprovalRecord, ToolCallDecision
 
 SPEC = parse_manifest(
     {
@@ -71,7 +74,50 @@ VALUES: list[Any] = [
             )
         ],
     ),
+    wi.ToolBatchInput(
+        calls=[
+            wi.ToolCallInput(job_uid="u1", agent_id="u1/a", step=1, index=i, tool="search")
+            for i in range(3)
+        ],
+        max_attempts=2,
+    ),
+    ApprovalRecord(
+        job_uid="u1",
+        agent_id="u1/a",
+        step=1,
+        index=0,
+        decision=ToolCallDecision(call="u1/u1/a/1/0", approved=True, by="ana", reason="ok"),
+        at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    ),
 ]
+
+
+def test_encodes_byte_for_byte_as_temporal_does_without_its_deep_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dataclasses nested in lists and dicts, datetimes, sets and tuples in them: the same JSON."""
+
+    @dataclasses.dataclass
+    class Inner:
+        tags: set[str]
+        pair: tuple[int, str]
+        at: datetime
+
+    @dataclasses.dataclass
+    class Outer:
+        inner: list[Inner]
+        by_name: dict[str, Inner]
+        extra: dict[str, Any]
+        nothing: None = None
+
+    inner = Inner({"x"}, (1, "a"), datetime(2026, 1, 1, tzinfo=UTC))
+    value = Outer([inner, inner], {"k": inner}, {"deep": [{"n": 1.5}], "s": "é"})
+    default, ours = DefaultPayloadConverter(), PayloadConverter()
+    assert ours.to_payloads([value]) == default.to_payloads([value])
+    monkeypatch.setattr(copy, "deepcopy", None)  # what dataclasses.asdict calls
+    with pytest.raises(TypeError):
+        default.to_payloads([value])
+    assert ours.to_payloads([value])  # never copies
 
 
 @pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
