@@ -15,13 +15,21 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, case, func, select, text, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from kswarm.errors import LedgerUnavailable
-from kswarm.ledger import claims, engines, models, tool_calls, tool_results, writing
+from kswarm.ledger import (
+    claims,
+    engines,
+    models,
+    step_writes,
+    tool_calls,
+    tool_results,
+    writing,
+)
 from kswarm.ledger.records import (
     AgentEnd,
     AgentRecord,
@@ -50,98 +58,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_T = models.Base.metadata.tables
-_MESSAGES, _TOOL_CALLS, _AGENTS, _JOBS, _MODEL_CALLS = (
-    _T["messages"],
-    _T["tool_calls"],
-    _T["agents"],
-    _T["jobs"],
-    _T["model_calls"],
-)
-
-
-_SPEND_TOKENS = (
-    update(_JOBS)
-    .where(_JOBS.c.uid == bindparam("b_uid"))
-    .values(
-        tokens_input=_JOBS.c.tokens_input + bindparam("input"),
-        tokens_output=_JOBS.c.tokens_output + bindparam("output"),
-    )
-    .returning(_JOBS.c.tokens_input + _JOBS.c.tokens_output)
-)
-
-
-class _StepStatements:
-    """The statements of a model step, built once: run with parameter lists (executemany),
-    their compiled form is reused; built per call they cost more CPU than the database did."""
-
-    def __init__(self, dialect: str) -> None:
-        insert = (postgresql if dialect == "postgresql" else sqlite).insert
-        tc, jobs = _TOOL_CALLS.c, _JOBS.c
-        self.existing_calls = select(tc.index, tc.tool, tc.status, tc.error).where(
-            tc.agent_id == bindparam("agent_id"), tc.step == bindparam("step")
-        )
-        self.reserved = select(jobs.tool_calls_reserved).where(jobs.uid == bindparam("b_uid"))
-        self.reserve = tool_calls.BeginToolCalls.reserve  # the same budget as the tool calls'
-        # A step's budget and tokens in one statement, when the budget has room for its calls.
-        self.reserve_and_spend = (
-            update(_JOBS)
-            .where(
-                jobs.uid == bindparam("b_uid"),
-                jobs.tool_calls_reserved + bindparam("n") <= bindparam("m"),
-            )
-            .values(
-                tool_calls_reserved=jobs.tool_calls_reserved + bindparam("n"),
-                tokens_input=jobs.tokens_input + bindparam("input"),
-                tokens_output=jobs.tokens_output + bindparam("output"),
-            )
-            .returning(jobs.tokens_input + jobs.tokens_output)
-        )
-        self.messages = insert(_MESSAGES).on_conflict_do_nothing(index_elements=["agent_id", "seq"])
-        self.tool_calls = insert(_TOOL_CALLS)
-        self.agent_steps = (
-            update(_AGENTS)
-            .where(_AGENTS.c.id == bindparam("agent_id"))
-            .values(steps=bindparam("n_steps"))
-        )
-        self.agent_end = (
-            update(_AGENTS)
-            .where(_AGENTS.c.id == bindparam("agent_id"))
-            .values(
-                steps=bindparam("n_steps"),
-                status=bindparam("end_status"),
-                answer=bindparam("end_answer"),
-                error=bindparam("end_error"),
-                finished_at=bindparam("end_at"),
-            )
-        )
-        self.model_call = insert(_MODEL_CALLS).on_conflict_do_nothing(
-            index_elements=["agent_id", "step", "attempt"]
-        )
-        self.conversation = (
-            select(_MESSAGES.c.content)
-            .where(_MESSAGES.c.agent_id == bindparam("agent_id"))
-            .order_by(_MESSAGES.c.seq)
-        )
-        self.last_message = (
-            select(_MESSAGES.c.content)
-            .where(
-                _MESSAGES.c.agent_id == bindparam("agent_id"), _MESSAGES.c.role == bindparam("role")
-            )
-            .order_by(_MESSAGES.c.seq.desc())
-            .limit(1)
-        )
-        ag = _AGENTS.c
-        self.agent_outcomes = select(ag.id, ag.name, ag.status, ag.answer).where(
-            ag.id.in_(bindparam("ids", expanding=True))
-        )
-        self.step_calls = (
-            select(_TOOL_CALLS)
-            .where(tc.agent_id == bindparam("agent_id"), tc.step == bindparam("step"))
-            .order_by(tc.index)
-        )
-
-
 class _ModelCallRows(writing.CoalescedWrite[dict[str, Any], None]):
     """Model-call attempts written behind: the attempts of a batch in one ``executemany``
     (repeats ignored), not one statement each."""
@@ -154,13 +70,6 @@ class _ModelCallRows(writing.CoalescedWrite[dict[str, Any], None]):
     async def run(self, conn: AsyncConnection, items: Sequence[dict[str, Any]]) -> list[None]:
         await conn.execute(self._stmt, list(items))
         return [None] * len(items)
-
-
-async def _spend_tokens(conn: AsyncConnection, uid: str, input_tokens: int, output: int) -> int:
-    """Add tokens to a job's budget in ``conn``'s transaction; the job's total so far."""
-    params = {"b_uid": uid, "input": input_tokens, "output": output}
-    row = (await conn.execute(_SPEND_TOKENS, params)).first()
-    return int(row[0]) if row else 0
 
 
 class Ledger:
@@ -188,7 +97,8 @@ class Ledger:
         self._claims = claims.Claims()
         self._begins = tool_calls.BeginToolCalls(self.dialect)
         self._finishes = tool_results.FinishToolCalls(self.dialect)
-        self._step = _StepStatements(self.dialect)
+        self._step = step_writes.StepStatements(self.dialect)
+        self._steps = step_writes.RecordModelSteps(self._step)
         self._model_calls = _ModelCallRows(self._step.model_call)
 
     @classmethod
@@ -322,8 +232,11 @@ class Ledger:
     async def add_tokens(self, uid: str, input_tokens: int, output_tokens: int) -> int:
         """Add a model call's tokens to the job's budget; return the job's total so far."""
 
+        params = {"b_uid": uid, "input": input_tokens, "output": output_tokens}
+
         async def op(conn: AsyncConnection) -> int:
-            return await _spend_tokens(conn, uid, input_tokens, output_tokens)
+            row = (await conn.execute(self._step.spend, params)).first()
+            return int(row[0]) if row else 0
 
         return await self._writer.submit(op)
 
@@ -629,84 +542,19 @@ class Ledger:
             }
             for i, m in enumerate(messages)
         ]
-
-        async def tokens(conn: AsyncConnection) -> int:
-            return await _spend_tokens(conn, job_uid, input_tokens, output_tokens)
-
-        st = self._step
-
-        async def op(conn: AsyncConnection) -> tuple[list[dict[str, Any]], int]:
-            existing = (
-                await conn.execute(st.existing_calls, {"agent_id": agent_id, "step": step})
-            ).all()
-            if existing:
-                rows_ = [
-                    {"index": i, "tool": t, "status": s, "error": e} for i, t, s, e in existing
-                ]
-                return rows_, await tokens(conn)
-            want = sum(1 for c in tool_calls if c.get("budgeted") and c["status"] == "pending")
-            granted = want
-            spent: int | None = None  # the job's tokens, once this step's are added
-            if want and max_tool_calls is not None:
-                params = {"b_uid": job_uid, "n": want, "m": max_tool_calls}
-                params |= {"input": input_tokens, "output": output_tokens}
-                row = (await conn.execute(st.reserve_and_spend, params)).first()
-                if row is not None:  # room for every call: reserved, and tokens added
-                    spent = int(row[0])
-                else:
-                    used = (await conn.execute(st.reserved, {"b_uid": job_uid})).scalar_one()
-                    granted = max(0, min(want, max_tool_calls - int(used)))
-            if granted and spent is None:
-                await conn.execute(st.reserve, {"u": job_uid, "n": granted})
-            out: list[dict[str, Any]] = []
-            values = []
-            for c in tool_calls:
-                status, error = c["status"], c.get("error")
-                if c.get("budgeted") and status == "pending":
-                    if granted > 0:
-                        granted -= 1
-                    else:
-                        status, error = "refused", "job budget exhausted: spec.limits.maxToolCalls"
-                done = status != "pending"
-                values.append(
-                    {
-                        "key": f"{agent_id}/{step}/{c['index']}",
-                        "job_uid": job_uid,
-                        "agent_id": agent_id,
-                        "step": step,
-                        "index": c["index"],
-                        "call_id": c.get("call_id"),
-                        "tool": str(c["tool"])[:128],
-                        "arguments": c.get("arguments"),
-                        "result": c.get("result"),
-                        "status": status,
-                        "error": error,
-                        "attempts": 0,
-                        "deduplicated": 0,
-                        "started_at": now,
-                        "finished_at": now if done else None,
-                        "duration_seconds": 0.0 if done else None,
-                        "side_effects": c.get("side_effects"),
-                        "server": c.get("server"),
-                    }
-                )
-                out.append(
-                    {"index": c["index"], "tool": c["tool"], "status": status, "error": error}
-                )
-            if rows:
-                await conn.execute(st.messages, rows)
-            if values:
-                await conn.execute(st.tool_calls, values)
-            agent: dict[str, Any] = {"agent_id": agent_id, "n_steps": step}
-            if finish is None:
-                await conn.execute(st.agent_steps, agent)
-            else:
-                end: dict[str, Any] = {"end_status": finish.status, "end_answer": finish.answer}
-                end |= {"end_error": finish.error, "end_at": now}
-                await conn.execute(st.agent_end, agent | end)
-            return out, spent if spent is not None else await tokens(conn)
-
-        return await self._writer.submit(op)
+        item = step_writes.StepItem(
+            job_uid=job_uid,
+            agent_id=agent_id,
+            step=step,
+            messages=rows,
+            tool_calls=tool_calls,
+            max_tool_calls=max_tool_calls,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish=finish,
+            now=now,
+        )
+        return await self._writer.submit_item(self._steps, item)
 
     async def record_refused_tool_call(
         self, key: ToolCallKey, *, tool: str, arguments: Any, reason: str, call_id: str | None
