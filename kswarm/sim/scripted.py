@@ -34,6 +34,9 @@ __all__ = [
 SEARCH_STEPS = 3
 CALLS_PER_STEP = 5
 _NOTE = "NOTE "
+_DROPPED = "earlier messages of this task were dropped"
+"""What the platform's note says where it dropped old steps of a long conversation."""
+_SEARCHING = re.compile(r"Searching for (.+), step (\d+)\.")
 _KEYWORDS = {
     "founded": "founded history",
     "headquarters": "headquartered offices",
@@ -197,11 +200,29 @@ def _recent_results(messages: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+def _progress(messages: list[dict[str, Any]], task: ResearchTask) -> int:
+    """How many turns the worker has taken: the turns it sees, or, once the platform dropped
+    old steps to save context (a note says so), what its latest visible thought says it was
+    doing, as a model reading its own recent reasoning would. Notes in dropped steps are lost
+    with them, and so are their rows in the answer."""
+    turns = _turns(messages)
+    dropped = any(
+        m.get("role") == "user" and _DROPPED in str(m.get("content") or "") for m in messages
+    )
+    if not dropped or not task.items:
+        return len(turns)
+    for turn in reversed(turns):
+        m = _SEARCHING.search(str(turn.get("content") or ""))
+        if m and m.group(1) in task.items:
+            return task.items.index(m.group(1)) * SEARCH_STEPS + int(m.group(2))
+    return len(turns)
+
+
 def _work(body: dict[str, Any], task: ResearchTask | None, rng: random.Random) -> dict[str, Any]:
     messages = body.get("messages") or []
-    turns = len(_turns(messages))
     if task is None:
         return {"role": "assistant", "content": _thought(rng, "Done."), "tool_calls": []}
+    turns = _progress(messages, task)
     attrs = task.attributes
     if task.chain_start:
         attrs = tuple(dict.fromkeys(("parent", *attrs)))
@@ -227,7 +248,7 @@ def _work(body: dict[str, Any], task: ResearchTask | None, rng: random.Random) -
     if "write_note" in _tool_names(body):
         note = {"text": f"searched {entity}, step {sub + 1}"}
         calls.append(_call("write_note", note, rng, len(calls)))
-    thought = _thought(rng, f"Searching for {entity}.")
+    thought = _thought(rng, f"Searching for {entity}, step {sub + 1}.")
     return {"role": "assistant", "content": f"{content}\n{thought}".strip(), "tool_calls": calls}
 
 
