@@ -188,6 +188,9 @@ class ServerConnection:
                 async with asyncio.timeout(self.config.timeout_seconds):
                     self._client = await asyncio.shield(ready)
             except TimeoutError:
+                # Nobody awaits ``ready`` now: the holder's error on it is retrieved here, not
+                # reported as "never retrieved" when the loop collects it.
+                ready.add_done_callback(lambda f: f.cancelled() or f.exception())
                 self._holder.cancel()
                 raise ToolServerUnavailable(
                     self.name, f"no session within {self.config.timeout_seconds:g} s"
