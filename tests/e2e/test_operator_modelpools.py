@@ -56,11 +56,19 @@ def appears(cp: ControlPlane, kind: str, name: str, namespace: str) -> dict[str,
 
 
 def pool_status(cp: ControlPlane, name: str, namespace: str, **expected: Any) -> dict[str, Any]:
+    """The pool's status once it holds ``expected`` (60 s: the operator shares two loaded cores
+    with the rest of the suite); a timeout says what the status held instead."""
+    seen: list[dict[str, Any]] = []
+
     def probe() -> dict[str, Any] | None:
         st = get(cp, "mp", name, namespace).get("status", {})
+        seen[:] = [st]
         return st if all(st.get(k) == v for k, v in expected.items()) else None
 
-    return wait_for(f"mp/{name} status {expected}", probe, timeout=30)
+    try:
+        return wait_for(f"mp/{name} status {expected}", probe, timeout=60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the status held {seen[-1] if seen else None}") from None
 
 
 def set_ready(cp: ControlPlane, deployment: str, namespace: str, replicas: int, ready: int) -> None:
