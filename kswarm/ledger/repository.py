@@ -72,6 +72,23 @@ class _ModelCallRows(writing.CoalescedWrite[dict[str, Any], None]):
         return [None] * len(items)
 
 
+def _message_rows(
+    job_uid: str, agent_id: str, start_seq: int, messages: Sequence[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Rows of the messages table for ``messages`` at ``start_seq``, ``start_seq + 1``, ..."""
+    return [
+        {
+            "job_uid": job_uid,
+            "agent_id": agent_id,
+            "seq": start_seq + i,
+            "role": str(m.get("role", "")),
+            "content": m,
+            "created_at": now,
+        }
+        for i, m in enumerate(messages)
+    ]
+
+
 class Ledger:
     """Async access to the ledger database. Open with :meth:`connect`; one per process."""
 
@@ -350,18 +367,7 @@ class Ledger:
         """Store messages at ``start_seq``, ``start_seq + 1``, ...; repeats are ignored."""
         if not messages:
             return
-        now = utcnow()
-        rows = [
-            {
-                "job_uid": job_uid,
-                "agent_id": agent_id,
-                "seq": start_seq + i,
-                "role": str(m.get("role", "")),
-                "content": m,
-                "created_at": now,
-            }
-            for i, m in enumerate(messages)
-        ]
+        rows = _message_rows(job_uid, agent_id, start_seq, messages, utcnow())
         stmt = self._step.messages  # compiled once; a VALUES list per call compiled each time
 
         async def op(conn: AsyncConnection) -> None:
@@ -531,17 +537,7 @@ class Ledger:
         and returns what is stored.
         """
         now = utcnow()
-        rows = [
-            {
-                "job_uid": job_uid,
-                "agent_id": agent_id,
-                "seq": seq + i,
-                "role": str(m.get("role", "")),
-                "content": m,
-                "created_at": now,
-            }
-            for i, m in enumerate(messages)
-        ]
+        rows = _message_rows(job_uid, agent_id, seq, messages, now)
         item = step_writes.StepItem(
             job_uid=job_uid,
             agent_id=agent_id,

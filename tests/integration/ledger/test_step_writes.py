@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -135,19 +136,13 @@ async def both_ways(
 
 def step_like(item: StepItem, first: str, second: str) -> StepItem:
     """``item`` for job ``second`` in place of ``first``."""
-    return StepItem(
-        job_uid=second,
-        agent_id=item.agent_id.replace(first, second),
-        step=item.step,
-        messages=[m | {"job_uid": second, "agent_id": m["agent_id"].replace(first, second)}
-                  for m in item.messages],
-        tool_calls=item.tool_calls,
-        max_tool_calls=item.max_tool_calls,
-        input_tokens=item.input_tokens,
-        output_tokens=item.output_tokens,
-        finish=item.finish,
-        now=item.now,
-    )  # fmt: skip
+    messages = [
+        m | {"job_uid": second, "agent_id": m["agent_id"].replace(first, second)}
+        for m in item.messages
+    ]
+    return replace(
+        item, job_uid=second, agent_id=item.agent_id.replace(first, second), messages=messages
+    )
 
 
 async def test_a_batch_within_budget_is_stored_in_a_few_statements(
